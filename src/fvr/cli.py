@@ -1,0 +1,269 @@
+"""The ``fvr`` command line: a thin layer over :mod:`fvr.pipeline`, :mod:`fvr.inspect` and :mod:`fvr.demo`.
+
+Every user-fixable failure ends as one line on stderr and a non-zero exit code; never a traceback (set
+``FVR_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from fvr.errors import FvrError
+
+app = typer.Typer(
+    name="fvr",
+    help="Face video restoration: sharp, identity-preserving, temporally stable faces in real videos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+class _RichProgress:
+    """Adapts the pipeline's progress(stage, done, total) callback to a rich progress bar with fps and ETA."""
+
+    LABELS = {"analyse": "finding faces", "restore": "restoring"}
+
+    def __init__(self, enabled: bool):
+        self.progress = Progress(
+            TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:>6.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=err, disable=not enabled, transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(self.LABELS.get(stage, stage), total=total or None, fps=0.0)
+        task_id = self.tasks[stage]
+        task = self.progress.tasks[task_id]
+        if total and done > total:
+            total = done
+        elapsed = task.elapsed or 0.0
+        self.progress.update(task_id, completed=done, total=total or None, fps=done / elapsed if elapsed else 0.0)
+
+    def __enter__(self) -> _RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.ERROR if quiet else logging.WARNING, format="%(message)s", force=True,
+        handlers=[RichHandler(console=err, show_time=False, show_path=False, markup=False)],
+    )
+
+
+@app.command()
+def restore(
+    input: Annotated[Path, typer.Argument(help="Video file, or a folder of PNG/JPEG frames.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov) or folder for PNGs.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`).")] = None,
+    upscale: Annotated[int, typer.Option("--upscale", "-u", min=1, max=8, help="Output scale factor.")] = 1,
+    faces: Annotated[str, typer.Option(help="'all', 'largest', or track IDs from `fvr info`, e.g. 0,2.")] = "all",
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend of restored over input face.")] = 1.0,
+    crf: Annotated[int, typer.Option(min=0, max=63, help="Encoder quality (lower is better).")] = 18,
+    preset: Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")] = "medium",
+    codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")] = "libx264",
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Default: yuv420p (yuv444p for odd sizes).")] = None,
+    background: Annotated[str, typer.Option(help="Background up-sampling: lanczos, bicubic, bilinear.")] = "lanczos",
+    color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Match face colours to the input.")] = False,
+    feather: Annotated[float, typer.Option(help="Mask edge softness (fraction of the crop).")] = 0.06,
+    crop_size: Annotated[Optional[int], typer.Option(help="Override the model's crop size (128/256/512).")] = None,
+    detector: Annotated[str, typer.Option(help="Face detector: mtcnn (built in) or yunet.")] = "mtcnn",
+    detector_model: Annotated[Optional[Path], typer.Option(help="Model file for yunet (face_detection_yunet_*.onnx).")] = None,
+    detect_every: Annotated[int, typer.Option(min=1, help="Run the detector every k frames (track in between).")] = 1,
+    smoothing: Annotated[str, typer.Option(help="Landmark smoothing: gaussian, savgol, one-euro (causal), none.")] = "gaussian",
+    sigma: Annotated[float, typer.Option(help="Gaussian smoothing sigma in frames.")] = 3.0,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate for image-sequence input.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+) -> None:
+    """Restore every face of a video and write it with timing, audio and subtitles intact."""
+    from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
+    from fvr.io import EncodeOptions
+    from fvr.pipeline import RestoreConfig, restore_video
+
+    _setup_logging(quiet)
+    config = RestoreConfig(
+        model=model, model_options={"crop_size": crop_size} if crop_size else {}, upscale=upscale,
+        background=background, faces=faces, strength=strength, color_match=color_match, feather=feather,
+        detector=DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None),
+        tracker=TrackerConfig(detect_every=detect_every),
+        smoothing=SmoothingConfig(method=smoothing, sigma=sigma),
+        encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
+        sequence_fps=fps,
+    )
+    with _RichProgress(enabled=not quiet and not as_json) as progress:
+        report = restore_video(input, output, config, progress=progress)
+    if as_json:
+        out.print_json(json.dumps({**asdict(report), "fps": report.fps}))
+    elif not quiet:
+        err.print(
+            f"[green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height}, "
+            f"{report.tracks} face track(s), model {report.model}, {report.fps:.1f} fps overall"
+        )
+
+
+@app.command()
+def info(
+    input: Annotated[Path, typer.Argument(help="Video file or image-sequence folder.")],
+    tracks: Annotated[bool, typer.Option("--tracks/--no-tracks", help="Detect and track faces (slower).")] = True,
+    contact_sheet: Annotated[Optional[Path], typer.Option("--contact-sheet", help="Write a PNG of each track's faces.")] = None,
+    detector: Annotated[str, typer.Option(help="Face detector: mtcnn or yunet.")] = "mtcnn",
+    detector_model: Annotated[Optional[Path], typer.Option(help="Model file for yunet.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate for image-sequence input.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Streams, frame rate, duration and the face tracks found (IDs to use with `restore --faces`)."""
+    from fvr.faces import DetectorConfig
+    from fvr.inspect import contact_sheet as write_sheet
+    from fvr.io import MediaSource
+    from fvr.pipeline import analyse_source
+
+    _setup_logging(as_json)
+    with MediaSource(input, sequence_fps=fps) as source:
+        vi = source.info
+        found = None
+        if tracks or contact_sheet:
+            with _RichProgress(enabled=not as_json) as progress:
+                found = analyse_source(
+                    source, DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None),
+                    progress=progress,
+                )
+        if contact_sheet and found is not None:
+            write_sheet(source, found, contact_sheet)
+    data = {
+        "path": vi.path, "width": vi.width, "height": vi.height, "fps": float(vi.fps), "time_base": str(vi.time_base),
+        "frames": found.num_frames if found else vi.num_frames, "duration": vi.duration, "rotation": vi.rotation,
+        "codec": vi.codec, "pix_fmt": vi.pix_fmt, "streams": [asdict(s) for s in vi.streams],
+    }
+    if found is not None:
+        data["scene_cuts"] = found.scene_cuts
+        data["tracks"] = [
+            {"id": t.id, "start": t.start, "end": t.end - 1, "frames": len(t.frames),
+             "detected": int(t.detected.sum()), "size_px": round(float(t.size), 1)}
+            for t in found.tracks
+        ]
+    if contact_sheet:
+        data["contact_sheet"] = str(contact_sheet)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    out.print(f"[bold]{vi.path}[/]  {vi.width}x{vi.height}  {float(vi.fps):.3f} fps  {vi.duration:.2f} s  "
+              f"{data['frames']} frames" + (f"  rotation {vi.rotation}°" if vi.rotation else ""))
+    table = Table("stream", "type", "codec", "details")
+    for s in vi.streams:
+        table.add_row(str(s.index), s.type, s.codec, s.details)
+    out.print(table)
+    if found is not None:
+        tt = Table("track", "first", "last", "frames", "detected", "face px", title="face tracks")
+        for t in data["tracks"]:
+            tt.add_row(*(str(t[k]) for k in ("id", "start", "end", "frames", "detected", "size_px")))
+        out.print(tt)
+        out.print(f"scene cuts at frames: {found.scene_cuts or 'none'}")
+    if contact_sheet:
+        out.print(f"contact sheet: {contact_sheet}")
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the registered restorers."""
+    from fvr.models import builtin_registry
+
+    registry = builtin_registry()
+    rows = [
+        {"name": e.spec.name, "kind": e.spec.kind, "temporal": e.spec.temporal, "causal": e.spec.causal,
+         "crop_size": e.spec.crop_size, "past": e.spec.past, "future": e.spec.future, "default": e.default,
+         "tags": list(e.spec.tags), "description": e.spec.description}
+        for e in registry.entries()
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("name", "kind", "temporal", "causal", "crop", "context", "default", "description")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["temporal"], "yes" if r["causal"] else "no", str(r["crop_size"]),
+                      f"-{r['past']}/+{r['future']}", "*" if r["default"] else "", r["description"])
+    out.print(table)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo files.")] = Path("fvr-demo"),
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name.")] = None,
+    frames: Annotated[int, typer.Option(min=8, max=2000, help="Clip length in frames.")] = 50,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Build a degraded moving-face clip from a public-domain photo, restore it, and write a comparison."""
+    from fvr.demo import run_demo
+    from fvr.pipeline import RestoreConfig
+
+    _setup_logging(quiet)
+    with _RichProgress(enabled=not quiet) as progress:
+        result = run_demo(out_dir, frames=frames, config=RestoreConfig(model=model), progress=progress)
+    out.print(f"input (degraded)  {result.input_video}")
+    out.print(f"restored          {result.restored_video}  (model {result.report.model}, "
+              f"{result.report.tracks} track(s), {result.report.fps:.1f} fps)")
+    out.print(f"comparison        {result.comparison_video}  and  {result.comparison_png}")
+    out.print(f"PSNR vs clean frames: bicubic {result.psnr_bicubic:.2f} dB, restored {result.psnr_restored:.2f} dB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the app, turn every failure into one line and an exit code."""
+    debug = os.environ.get("FVR_DEBUG") == "1"
+    try:
+        app(args=argv, prog_name="fvr", standalone_mode=False)
+        return 0
+    except FvrError as exc:
+        err.print(f"[red]fvr: error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except OSError as exc:  # disk full, permission denied, ... outside the places that already wrap them
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"fvr: error: {exc.strerror or exc}{where}", markup=False, highlight=False, soft_wrap=True)
+        return 3
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        err.print("fvr: interrupted; nothing was written")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors from the CLI parser
+            exc.show()
+            return int(exc.exit_code)
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err.print(f"fvr: internal error: {type(exc).__name__}: {first} (set FVR_DEBUG=1 for the traceback)",
+                  markup=False, highlight=False, soft_wrap=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

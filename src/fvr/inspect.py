@@ -1,0 +1,53 @@
+"""``fvr info``: what is in a video — streams, timing, face tracks — and a contact sheet of the tracks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fvr.errors import OutputError
+from fvr.faces import FaceTracks, align_matrix, warp_to_crop
+from fvr.io import MediaSource
+
+
+def _sample_frames(tracks: FaceTracks, per_track: int) -> dict[int, list[tuple[int, int]]]:
+    """frame index -> [(row, column)] of the sheet cells to cut from that frame."""
+    wanted: dict[int, list[tuple[int, int]]] = {}
+    for row, track in enumerate(tracks.tracks):
+        picks = np.unique(np.linspace(track.start, track.end - 1, per_track).round().astype(int))
+        for col, frame in enumerate(picks):
+            wanted.setdefault(int(frame), []).append((row, col))
+    return wanted
+
+
+def contact_sheet(source: MediaSource, tracks: FaceTracks, path: str | Path, *, per_track: int = 8,
+                  cell: int = 112) -> Path:
+    """Write a PNG with one row per track: ``per_track`` aligned crops spread over the track, labelled with the
+    track ID and frame range. One streaming pass over ``source`` (only the sampled crops are kept)."""
+    path = Path(path)
+    rows = max(len(tracks.tracks), 1)
+    label_w = 150
+    sheet = np.full((rows * cell, label_w + per_track * cell, 3), 24, np.uint8)
+    wanted = _sample_frames(tracks, per_track)
+    source.rewind()
+    last = max(wanted, default=-1)
+    for frame in source.frames():
+        if frame.index > last:
+            break
+        for row, col in wanted.get(frame.index, []):
+            track = tracks.tracks[row]
+            crop = warp_to_crop(frame.rgb, align_matrix(track.landmarks[frame.index - track.start], cell), cell)
+            sheet[row * cell:(row + 1) * cell, label_w + col * cell:label_w + (col + 1) * cell] = crop
+    for row, track in enumerate(tracks.tracks):
+        y = row * cell
+        for k, text in enumerate([f"track {track.id}", f"frames {track.start}-{track.end - 1}",
+                                  f"{len(track.frames)} frames"]):
+            cv2.putText(sheet, text, (8, y + 28 + 22 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1,
+                        cv2.LINE_AA)
+    if not tracks.tracks:
+        cv2.putText(sheet, "no faces found", (8, cell // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (230, 230, 230), 1)
+    if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise OutputError(f"cannot write contact sheet {path}")
+    return path

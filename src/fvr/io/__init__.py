@@ -1,0 +1,26 @@
+"""Input and output: streaming decode/encode with PyAV, audio/subtitle packet copy, PNG sequences, atomic writes."""
+
+from fvr.io.sink import (
+    EncodeOptions,
+    SequenceSink,
+    VideoSink,
+    check_output_path,
+    is_sequence_path,
+    open_sink,
+)
+from fvr.io.source import Frame, MediaSource, StreamInfo, VideoInfo, probe, upright
+
+__all__ = [
+    "EncodeOptions",
+    "Frame",
+    "MediaSource",
+    "SequenceSink",
+    "StreamInfo",
+    "VideoInfo",
+    "VideoSink",
+    "check_output_path",
+    "is_sequence_path",
+    "open_sink",
+    "probe",
+    "upright",
+]

@@ -1,0 +1,305 @@
+"""Reading: video files through PyAV, and PNG/JPEG image-sequence folders, as streaming iterators.
+
+Frames are yielded one at a time (bounded memory whatever the length). Each :class:`Frame` keeps the input's own
+timestamp, so variable frame rate survives a round trip. Frames are returned upright: rotation metadata (the
+display matrix) is applied to the pixels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from fvr.errors import InputError, reason
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+DEFAULT_SEQUENCE_FPS = Fraction(25)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded video frame.
+
+    rgb: (H, W, 3) uint8 RGB, upright (rotation metadata applied).
+    index: 0-based position in presentation order.
+    pts: presentation timestamp in units of the source's ``time_base``.
+    """
+
+    index: int
+    rgb: np.ndarray
+    pts: int
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A stream of the input container, as shown by ``fvr info``."""
+
+    index: int
+    type: str
+    codec: str
+    details: str = ""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about an input before reading it.
+
+    width/height are the upright (displayed) size; ``rotation`` is the counter-clockwise angle in degrees that was
+    applied to the coded pixels. ``num_frames`` is the container's count when it has one (an estimate otherwise,
+    0 when unknown).
+    """
+
+    path: str
+    width: int
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    num_frames: int
+    duration: float
+    rotation: int = 0
+    codec: str = ""
+    pix_fmt: str = ""
+    is_image_sequence: bool = False
+    streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
+
+
+def _natural_key(path: Path) -> list[object]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def list_image_sequence(folder: Path) -> list[Path]:
+    """The image files of a sequence folder in natural order (frame_2 before frame_10)."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    return sorted(files, key=_natural_key)
+
+
+def _read_image_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"cannot read image {path}")
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display rotation (counter-clockwise degrees, multiple of 90) to (H, W, 3) pixels."""
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb
+
+
+class MediaSource:
+    """An opened input: a video file or an image-sequence folder.
+
+    Use as a context manager. ``frames()`` streams decoded frames; ``media()`` additionally yields the packets of
+    the audio and subtitle streams in container order, for copying them untouched.
+    """
+
+    def __init__(self, path: str | Path, *, sequence_fps: Fraction | float | None = None):
+        self.path = Path(path)
+        self._container: av.container.InputContainer | None = None
+        self._images: list[Path] = []
+        if not self.path.exists():
+            raise InputError(f"input not found: {self.path}")
+        if self.path.is_dir():
+            self.info = self._open_sequence(Fraction(sequence_fps or DEFAULT_SEQUENCE_FPS).limit_denominator(100000))
+        else:
+            self.info = self._open_video()
+
+    # -- opening -------------------------------------------------------------------------------------------------
+
+    def _open_sequence(self, fps: Fraction) -> VideoInfo:
+        self._images = list_image_sequence(self.path)
+        if not self._images:
+            raise InputError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {self.path}")
+        first = _read_image_rgb(self._images[0])
+        n = len(self._images)
+        return VideoInfo(
+            path=str(self.path), width=first.shape[1], height=first.shape[0], fps=fps, time_base=1 / fps,
+            num_frames=n, duration=float(n / fps), codec=self._images[0].suffix.lower().lstrip("."),
+            pix_fmt="rgb24", is_image_sequence=True,
+            streams=(StreamInfo(0, "video", "image sequence", f"{n} files"),),
+        )
+
+    def _open_container(self) -> av.container.InputContainer:
+        try:
+            return av.open(str(self.path), mode="r")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"cannot open {self.path} as a video: {reason(exc)}") from None
+
+    def _open_video(self) -> VideoInfo:
+        c = self._open_container()
+        try:
+            if not c.streams.video:
+                raise InputError(f"{self.path} has no video stream")
+            v = c.streams.video[0]
+            cc = v.codec_context
+            if cc.width <= 0 or cc.height <= 0:
+                raise InputError(f"{self.path}: video stream has no frame size (corrupt or truncated file)")
+            first = _first_frame(c, self.path)
+            rotation = int(round(float(first.rotation or 0) / 90.0)) % 4 * 90
+            w, h = (first.height, first.width) if rotation % 180 else (first.width, first.height)
+            fps = v.average_rate or v.guessed_rate or v.base_rate or DEFAULT_SEQUENCE_FPS
+            tb = v.time_base or Fraction(1, 1000)
+            duration = float(v.duration * tb) if v.duration else (c.duration / 1e6 if c.duration else 0.0)
+            n = v.frames or int(round(duration * float(fps)))
+            info = VideoInfo(
+                path=str(self.path), width=w, height=h, fps=Fraction(fps), time_base=Fraction(tb), num_frames=n,
+                duration=duration, rotation=rotation, codec=cc.name, pix_fmt=cc.pix_fmt or "",
+                streams=tuple(_describe(s) for s in c.streams),
+            )
+        finally:
+            c.close()
+        # A fresh container for the first pass: decoding the first frame above consumed packets.
+        self._container = self._open_container()
+        return info
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    @property
+    def copyable_streams(self) -> list[av.stream.Stream]:
+        """Audio and subtitle streams, whose packets are copied to the output without re-encoding."""
+        if self._container is None:
+            return []
+        return [s for s in self._container.streams if s.type in ("audio", "subtitle")]
+
+    def frames(self) -> Iterator[Frame]:
+        """Decoded frames in presentation order, upright. Raises InputError on undecodable data."""
+        for item in self.media(copy_streams=False):
+            assert isinstance(item, Frame)
+            yield item
+
+    def media(self, copy_streams: bool = True) -> Iterator[Frame | av.Packet]:
+        """Frames of the first video stream, interleaved (when copy_streams) with the packets of the streams in
+        :attr:`copyable_streams`, in container order. Packets keep their own stream and timestamps."""
+        if self._images:
+            yield from self._sequence_frames()
+            return
+        yield from self._video_media(copy_streams)
+
+    def _sequence_frames(self) -> Iterator[Frame]:
+        h, w = self.info.height, self.info.width
+        for i, path in enumerate(self._images):
+            rgb = _read_image_rgb(path)
+            if rgb.shape[:2] != (h, w):
+                raise InputError(f"{path.name} is {rgb.shape[1]}x{rgb.shape[0]}, the sequence is {w}x{h}")
+            yield Frame(index=i, rgb=rgb, pts=i)
+
+    def _video_media(self, copy_streams: bool) -> Iterator[Frame | av.Packet]:
+        self.rewind()
+        if self._container is None:
+            raise RuntimeError("MediaSource is closed")
+        self._consumed = True
+        c = self._container
+        video = c.streams.video[0]
+        video.thread_type = "AUTO"  # frame/slice threads: decode is not the bottleneck, keep it that way
+        others = self.copyable_streams if copy_streams else []
+        stamps = _TimestampFixer(self.info)
+        index = 0
+        try:
+            # demux() ends with one flush packet per stream; decoding it drains the decoder's delayed frames.
+            for packet in c.demux([video, *others]):
+                if packet.stream.index != video.index:
+                    if packet.dts is not None:
+                        yield packet
+                    continue
+                for vf in packet.decode():
+                    rgb = upright(vf.to_ndarray(format="rgb24"), self.info.rotation)
+                    yield Frame(index=index, rgb=rgb, pts=stamps(vf.pts))
+                    index += 1
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.path}: corrupt video data at frame {index}: {reason(exc)}") from None
+        if index == 0:
+            raise InputError(f"{self.path} contains no decodable video frames")
+
+    _consumed = False
+
+    def rewind(self) -> None:
+        """Start the next :meth:`media`/:meth:`frames` pass from the first frame (reopens a consumed container;
+        call it before reading :attr:`copyable_streams` for a second pass)."""
+        if self._consumed and not self._images:
+            self.close()
+            self._container = self._open_container()
+            self._consumed = False
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> MediaSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _TimestampFixer:
+    """Keeps input timestamps, and repairs the ones a player would choke on.
+
+    Frames without a pts get one from the previous frame plus one nominal frame duration; non-increasing pts
+    (broken muxers) are bumped by one tick so the encoder accepts them.
+    """
+
+    def __init__(self, info: VideoInfo):
+        self._step = max(1, int(round(1 / (info.fps * info.time_base)))) if info.fps else 1
+        self._last: int | None = None
+
+    def __call__(self, pts: int | None) -> int:
+        if pts is None:
+            pts = 0 if self._last is None else self._last + self._step
+        if self._last is not None and pts <= self._last:
+            pts = self._last + 1
+        self._last = pts
+        return pts
+
+
+def _first_frame(container: av.container.InputContainer, path: Path) -> av.VideoFrame:
+    """Decode the first video frame (its side data carries the rotation; it also proves the stream decodes)."""
+    try:
+        for frame in container.decode(container.streams.video[0]):
+            return frame
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: cannot decode the video stream: {reason(exc)}") from None
+    raise InputError(f"{path} contains no decodable video frames")
+
+
+def _describe(stream: av.stream.Stream) -> StreamInfo:
+    cc = stream.codec_context
+    if stream.type == "video":
+        rate = stream.average_rate
+        details = f"{cc.width}x{cc.height} {cc.pix_fmt or ''} {float(rate):.3f} fps" if rate else f"{cc.width}x{cc.height}"
+    elif stream.type == "audio":
+        details = f"{cc.sample_rate} Hz, {cc.channels} ch"
+    else:
+        details = ""
+    lang = stream.metadata.get("language")
+    if lang and lang != "und":
+        details = f"{details} [{lang}]".strip()
+    return StreamInfo(stream.index, stream.type, cc.name if cc else "?", details)
+
+
+def probe(path: str | Path, *, sequence_fps: Fraction | float | None = None) -> VideoInfo:
+    """Open, read the header information, close."""
+    with MediaSource(path, sequence_fps=sequence_fps) as src:
+        return src.info

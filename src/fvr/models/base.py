@@ -1,0 +1,86 @@
+"""The restorer contract: what every face restoration model in fvr takes, returns and declares.
+
+A restorer works on one face **track clip**: consecutive aligned face crops of one person,
+
+    clip:      (T, 3, S, S) float32 RGB in [0, 1], S = ``spec.crop_size``
+    landmarks: (T, 5, 2) float32, the 5 points (left eye, right eye, nose, mouth left, mouth right) in crop pixels
+
+and returns restored crops of the same shape, dtype and range. T is at least 1 and may be shorter than
+``past + 1 + future`` at the ends of a track. The pipeline feeds a track in chunks: the frames it keeps from a
+call are those with at least ``past`` frames before and ``future`` frames after them inside the clip (or the
+track's first/last frames), so a model may read exactly that much context. A causal model (``future == 0``) must
+never let frame t+1 change output t.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+KINDS = ("non-learned", "cnn", "gan", "transformer", "diffusion", "external")
+TEMPORAL_STRATEGIES = ("per-frame", "window", "recurrent", "global", "diffusion")
+
+
+@dataclass(frozen=True)
+class RestorerSpec:
+    """A model's tensor contract and its place in the survey's taxonomy, stated in one place.
+
+    name: registry key (``--model NAME``).
+    kind: architecture family, one of :data:`KINDS`.
+    temporal: temporal strategy, one of :data:`TEMPORAL_STRATEGIES`.
+    crop_size: S, the aligned crop side in pixels the model expects.
+    past / future: frames of context the model reads before / after each output frame.
+    description: one line for ``fvr models``.
+    tags: further taxonomy tags (e.g. "prior-driven", "codebook").
+    """
+
+    name: str
+    kind: str
+    temporal: str
+    crop_size: int
+    past: int = 0
+    future: int = 0
+    description: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.temporal not in TEMPORAL_STRATEGIES:
+            raise ValueError(f"temporal must be one of {TEMPORAL_STRATEGIES}, got {self.temporal!r}")
+        if self.crop_size < 16 or self.past < 0 or self.future < 0:
+            raise ValueError("crop_size must be >= 16 and past/future >= 0")
+
+    @property
+    def causal(self) -> bool:
+        return self.future == 0
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["causal"] = self.causal
+        d["tags"] = list(self.tags)
+        return d
+
+
+class Restorer(ABC):
+    """Base class of all restorers. Subclasses set ``spec`` and implement :meth:`restore_clip`."""
+
+    spec: RestorerSpec
+
+    @abstractmethod
+    def restore_clip(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Restore a track clip. clip (T,3,S,S) float32 [0,1]; landmarks (T,5,2) float32 crop px -> (T,3,S,S)."""
+
+    def __call__(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Validate the contract around :meth:`restore_clip`."""
+        s = self.spec.crop_size
+        if clip.ndim != 4 or clip.shape[1:] != (3, s, s) or clip.dtype != np.float32:
+            raise ValueError(f"{self.spec.name}: expected a (T,3,{s},{s}) float32 clip, got {clip.shape} {clip.dtype}")
+        if landmarks.shape != (clip.shape[0], 5, 2):
+            raise ValueError(f"{self.spec.name}: expected ({clip.shape[0]},5,2) landmarks, got {landmarks.shape}")
+        out = self.restore_clip(clip, landmarks.astype(np.float32, copy=False))
+        if out.shape != clip.shape:
+            raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for input {clip.shape}")
+        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)

@@ -1,0 +1,200 @@
+"""Streaming I/O: timestamps, packet copy, rotation, odd sizes, image sequences, atomic writes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from media import face_clip, read_frames, read_packets, write_video
+
+from fvr.errors import InputError, OutputError
+from fvr.io import EncodeOptions, MediaSource, check_output_path, open_sink, probe
+
+
+def _copy(src_path: Path, dst: Path, transform=lambda rgb: rgb, options: EncodeOptions = EncodeOptions(crf=10)) -> None:
+    with MediaSource(src_path) as src:
+        with open_sink(dst, src.info, (src.info.width, src.info.height), options, src.copyable_streams) as sink:
+            for item in src.media():
+                if isinstance(item, av.Packet):
+                    sink.copy_packet(item)
+                else:
+                    sink.write(transform(item.rgb), item.pts)
+
+
+def test_vfr_timestamps_and_audio_survive(tmp_path: Path) -> None:
+    pts = [0, 40, 80, 200, 230, 300, 500, 540, 580, 900]  # ms: irregular (variable frame rate)
+    src = write_video(tmp_path / "in.mp4", face_clip(len(pts), 128), pts=pts, audio=True)
+    dst = tmp_path / "out.mp4"
+    _copy(src, dst)
+    frames_in, times_in = read_frames(src)
+    frames_out, times_out = read_frames(dst)
+    assert len(frames_out) == len(frames_in) == len(pts)
+    assert times_out == pytest.approx([p / 1000 for p in pts], abs=1e-6)
+    audio_in, audio_out = read_packets(src, "audio"), read_packets(dst, "audio")
+    assert len(audio_in) > 10
+    assert [p for _, p in audio_out] == [p for _, p in audio_in]  # bit-identical payloads, same order
+    assert [t for t, _ in audio_out] == [t for t, _ in audio_in]
+
+
+def test_subtitles_copied_untouched(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mkv", face_clip(8, 64), subtitles=True)
+    dst = tmp_path / "out.mkv"
+    _copy(src, dst)
+    subs = read_packets(dst, "subtitle")
+    assert [p for _, p in subs] == [b"first line", b"second line"]
+
+
+def test_subtitles_incompatible_container_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = write_video(tmp_path / "in.mkv", face_clip(8, 64), subtitles=True)
+    dst = tmp_path / "out.mp4"  # mp4 holds mov_text only, not SubRip
+    _copy(src, dst)
+    assert read_frames(dst)[0].shape[0] == 8
+    assert "left out" in caplog.text
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotation_metadata_is_applied(tmp_path: Path, rotation: int) -> None:
+    img = np.zeros((4, 32, 48, 3), np.uint8)
+    img[:, :8, :8] = 255  # white block at the top-left of the coded picture
+    src = write_video(tmp_path / "rot.mp4", img, rotation=rotation)
+    info = probe(src)
+    assert info.rotation == rotation
+    frames, _ = read_frames(src)
+    expected = np.rot90(img[0], k=rotation // 90)
+    assert frames[0].shape == expected.shape
+    assert (info.width, info.height) == (expected.shape[1], expected.shape[0])
+    bright = frames[0].mean(axis=2) > 128
+    assert (bright == (expected.mean(axis=2) > 128)).mean() > 0.97
+
+
+def test_odd_size_kept_exactly(tmp_path: Path) -> None:
+    clip = face_clip(5, 64)[:, :63, :61]
+    src = write_video(tmp_path / "odd.mkv", clip, pix_fmt="yuv444p")
+    dst = tmp_path / "out.mp4"
+    _copy(src, dst)
+    frames, _ = read_frames(dst)
+    assert frames.shape == (5, 63, 61, 3)
+    assert np.abs(frames.astype(int) - clip.astype(int)).mean() < 3
+
+
+def test_grayscale_input(tmp_path: Path) -> None:
+    clip = face_clip(4, 64)
+    src = write_video(tmp_path / "gray.mkv", clip, codec="ffv1", pix_fmt="gray")
+    frames, _ = read_frames(src)
+    assert frames.shape == (4, 64, 64, 3)
+    assert np.array_equal(frames[..., 0], frames[..., 1])
+
+
+def test_image_sequence_in_and_out(tmp_path: Path) -> None:
+    import cv2
+
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    clip = face_clip(12, 64)
+    for i, rgb in enumerate(clip):  # natural order: frame_2 sorts before frame_10
+        cv2.imwrite(str(folder / f"frame_{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    info = probe(folder, sequence_fps=30)
+    assert info.is_image_sequence and info.num_frames == 12 and info.fps == 30
+    dst = tmp_path / "out_seq"
+    _copy(folder, dst)
+    assert sorted(p.name for p in dst.iterdir())[:2] == ["000000.png", "000001.png"]
+    frames, _ = read_frames(dst)
+    assert np.array_equal(frames, clip)  # PNG is lossless
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", face_clip(6, 64), audio=True)
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"previous output")
+
+    def boom(rgb: np.ndarray) -> np.ndarray:
+        raise RuntimeError("simulated failure mid-way")
+
+    with pytest.raises(RuntimeError):
+        _copy(src, dst, transform=boom)
+    assert dst.read_bytes() == b"previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
+def test_output_checks(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", face_clip(3, 64))
+    with pytest.raises(OutputError, match="is the input"):
+        check_output_path(src, src)
+    with pytest.raises(OutputError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "out.mp4", src)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        import os
+
+        if os.access(ro, os.W_OK):  # running as root: permissions are not enforced
+            pytest.skip("permissions are not enforced for this user")
+        with pytest.raises(OutputError, match="not writable"):
+            check_output_path(ro / "out.mp4", src)
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "cannot open"),
+        (b"this is plain text, not a video\n" * 50, "cannot open"),
+    ],
+)
+def test_not_a_video(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        probe(path)
+
+
+def test_truncated_video(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", face_clip(20, 128))
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # moov atom (at the end) is lost
+    with pytest.raises(InputError):
+        with MediaSource(cut) as s:
+            list(s.frames())
+
+
+def test_zero_frames(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mkv"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 64, "yuv420p"
+        out.start_encoding()
+    with pytest.raises(InputError):
+        probe(path)
+
+
+def test_frames_stream_lazily(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", face_clip(30, 64))
+    with MediaSource(src) as s:
+        it = s.frames()
+        first = next(it)
+        assert first.index == 0 and first.rgb.shape == (64, 64, 3)
+        # a generator, not a list: nothing forces all frames into memory
+        assert not isinstance(it, list)
+        assert sum(1 for _ in it) == 29
+
+
+def test_second_pass_rewinds(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", face_clip(10, 64), audio=True)
+    with MediaSource(src) as s:
+        a = [f.pts for f in s.frames()]
+        s.rewind()
+        assert len(s.copyable_streams) == 1
+        b = [item.pts for item in s.media() if not isinstance(item, av.Packet)]
+    assert a == b and len(a) == 10
+
+
+def test_time_base_kept(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", face_clip(5, 64), time_base=Fraction(1, 90000))
+    info = probe(src)
+    assert info.fps == 25
