@@ -43,7 +43,9 @@ def test_eval_clip_identity_round_trip(name: str, data_dir: Path, tmp_path: Path
     assert len(track.frames) >= 0.95 * tracks.num_frames
 
     out = tmp_path / "out.mp4"
-    report = restore_video(src, out, RestoreConfig(model="identity", encode=EncodeOptions(crf=18)), tracks=tracks)
+    # CRF 12: at the default CRF 18 the x264 re-encode alone costs some noisy sources (hdtf KatieHill) ~37 dB;
+    # the identity paste itself is bit-exact, so what remains here is the codec's loss only
+    report = restore_video(src, out, RestoreConfig(model="identity", encode=EncodeOptions(crf=12)), tracks=tracks)
     assert report.frames == tracks.num_frames
 
     psnrs = []
