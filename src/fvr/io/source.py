@@ -119,6 +119,7 @@ class MediaSource:
         self.path = Path(path)
         self._container: av.container.InputContainer | None = None
         self._images: list[Path] = []
+        self._consumed = False  # a pass has read the container: the next pass must reopen it
         if not self.path.exists():
             raise InputError(f"input not found: {self.path}")
         if self.path.is_dir():
@@ -231,8 +232,6 @@ class MediaSource:
             raise InputError(f"{self.path}: corrupt video data at frame {index}: {reason(exc)}") from None
         if index == 0:
             raise InputError(f"{self.path} contains no decodable video frames")
-
-    _consumed = False
 
     def rewind(self) -> None:
         """Start the next :meth:`media`/:meth:`frames` pass from the first frame (reopens a consumed container;
