@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
@@ -92,7 +93,7 @@ def restore(
     preset: Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")] = "medium",
     codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")] = "libx264",
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Default: yuv420p (yuv444p for odd sizes).")] = None,
-    background: Annotated[str, typer.Option(help="Background up-sampling: lanczos, bicubic, bilinear.")] = "lanczos",
+    background: Annotated[str, typer.Option(help="Background up-sampling: lanczos, bicubic, bilinear, realesrgan (slow on CPU).")] = "lanczos",
     color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Match face colours to the input.")] = False,
     feather: Annotated[float, typer.Option(help="Mask edge softness (fraction of the crop).")] = 0.06,
     crop_size: Annotated[Optional[int], typer.Option(help="Override the model's crop size (128/256/512).")] = None,
@@ -233,6 +234,117 @@ def demo(
               f"{result.report.tracks} track(s), {result.report.fps:.1f} fps)")
     out.print(f"comparison        {result.comparison_video}  and  {result.comparison_png}")
     out.print(f"PSNR vs clean frames: bicubic {result.psnr_bicubic:.2f} dB, restored {result.psnr_restored:.2f} dB")
+
+
+class _BenchProgress:
+    """One progress line for ``fvr bench``: the current clip and step, with that step's own progress."""
+
+    def __init__(self, enabled: bool):
+        self.progress = Progress(
+            TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, disable=not enabled, transient=True,
+        )
+        self.task = self.progress.add_task("bench", total=None)
+        self.label = ""
+        self.started = False
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.started:  # started on the first step, so that option errors print nothing else
+            self.progress.start()
+            self.started = True
+        if label != self.label:
+            self.label = label
+            if not self.progress.disable:
+                # a persistent line per step; the bar shows the step's own progress
+                err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(label)}", highlight=False)
+        self.progress.update(self.task, description=escape(label[:48]), completed=done, total=total or None)
+
+    def __enter__(self) -> _BenchProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            self.progress.stop()
+
+
+@app.command()
+def bench(
+    data: Annotated[Optional[Path], typer.Option("--data", help="Folder of high-quality clips (ground truth).")] = None,
+    real: Annotated[Optional[Path], typer.Option("--real", help="Folder of real low-quality clips (no ground truth).")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated: bicubic, classical, realesrgan, realesrgan-frame, "
+                                         "or any name from `fvr models`.")] = "bicubic,classical,realesrgan",
+    preset: Annotated[str, typer.Option(help="Degradation preset (see `fvr degrade`).")] = "vfhq",
+    seed: Annotated[int, typer.Option(help="Degradation seed (each clip derives its own from it).")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json/md and the plots.")] = Path("bench-out"),
+    frames: Annotated[Optional[int], typer.Option(min=5, help="Use only the first N frames of each clip.")] = None,
+    clips: Annotated[str, typer.Option(help="Glob on clip file names.")] = "*",
+    upscale: Annotated[Optional[int], typer.Option(help="Output scale (default: the preset's, or auto for --real).")] = None,
+    metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metric subset (default: all).")] = None,
+    keep_outputs: Annotated[bool, typer.Option("--keep-outputs", help="Keep each method's output frames.")] = False,
+    cache: Annotated[Optional[Path], typer.Option(help="Degradation cache folder (default: OUT/cache).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Benchmark restorers: degrade clips, restore them with each method, measure, write tables and plots."""
+    from fvr.bench import BenchConfig, run_bench
+    from fvr.bench.report import summary_rows
+    from fvr.errors import ConfigError
+
+    if (data is None) == (real is None):
+        raise ConfigError("give exactly one of --data DIR (clips with ground truth) or --real DIR (real footage)")
+    _setup_logging(quiet)
+    config = BenchConfig(
+        data=data or real, out=out_dir, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        preset=preset, seed=seed, frames=frames, clips=clips, real=real is not None, upscale=upscale,
+        metrics=tuple(m.strip() for m in metrics.split(",")) if metrics else None, keep_outputs=keep_outputs,
+        cache=cache,
+    )
+    with _BenchProgress(enabled=not quiet) as progress:
+        results = run_bench(config, progress=progress)
+    if not quiet:
+        header, rows = summary_rows(results)
+        table = Table(*header, title="mean over clips (all metrics in results.md)")
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        out.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'} and plots in {out_dir} "
+                  f"({results['seconds'] / 60:.1f} min)")
+
+
+@app.command()
+def degrade(
+    input: Annotated[Path, typer.Argument(help="Clean video file, or a folder of PNG/JPEG frames.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Degraded video (.mp4/.mkv/.mov); its record "
+                                         "goes to OUTPUT.json.")],
+    preset: Annotated[str, typer.Option(help="vfhq (VFHQ-Test protocol), light, heavy, jpeg, motion-blur, "
+                                        "old-film.")] = "vfhq",
+    seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed (default 0, or the --params file's).")] = None,
+    frames: Annotated[Optional[int], typer.Option(min=1, help="Degrade only the first N frames.")] = None,
+    scale: Annotated[Optional[int], typer.Option(min=1, max=16, help="Override the down-sampling factor.")] = None,
+    crf: Annotated[Optional[int], typer.Option(min=0, max=51, help="Override the x264 CRF of the codec pass.")] = None,
+    blur_sigma: Annotated[Optional[float], typer.Option(
+        "--blur-sigma", min=0.0, help="Override the blur: isotropic Gaussian sigma (0: none).")] = None,
+    noise: Annotated[Optional[float], typer.Option(min=0.0, max=255.0,
+                                                   help="Override both noise sigmas (0-255 scale).")] = None,
+    params_file: Annotated[Optional[Path], typer.Option("--params", help="Reproduce a run: a sidecar (.json) or "
+                                                        "params JSON; replaces --preset.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record (the sidecar) as JSON.")] = False,
+) -> None:
+    """Degrade a clean clip into a low-quality input (blur, noise, down-sampling, codec), reproducibly."""
+    from fvr.degrade import degrade_video, resolve_params
+
+    _setup_logging(quiet)
+    overrides = {k: v for k, v in (("scale", scale), ("crf", crf), ("blur_sigma", blur_sigma), ("noise", noise))
+                 if v is not None}
+    run = resolve_params(preset, seed, params_file=params_file, max_frames=frames, **overrides)
+    with _RichProgress(enabled=not quiet and not as_json) as progress:
+        record = degrade_video(input, output, run.params, run.seed, max_frames=run.max_frames, progress=progress)
+    if as_json:
+        out.print_json(json.dumps(record))
+    elif not quiet:
+        w, h = record["output_size"]
+        err.print(f"[green]wrote[/] {escape(str(output))}: {record['frames']} frames {w}x{h}, "
+                  f"{escape(record['preset'])} seed {record['seed']}: {escape(record['summary'])}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fvr.compose import FacePaste, face_mask, paste_faces, upscale_frame
+from fvr.compose import FacePaste, face_mask, paste_faces
+from fvr.compose.background import make_background
 from fvr.errors import ConfigError
 from fvr.faces import (
     DetectorConfig,
@@ -50,7 +51,8 @@ class RestoreConfig:
     """Everything ``fvr restore`` can be told. Defaults are what the CLI uses.
 
     model: registry name (None = the registry's default); model_options go to the model's factory.
-    upscale: integer output scale; the background is up-sampled with ``background`` (lanczos | bicubic | bilinear).
+    upscale: integer output scale; the background is up-sampled with ``background``
+        (lanczos | bicubic | bilinear | realesrgan).
     faces: "all", "largest", or comma-separated track IDs as listed by ``fvr info``.
     strength: 0 keeps the input face, 1 uses the restored face fully.
     color_match: pull the restored face's colours to the input's (Lab mean/std in the mask).
@@ -186,6 +188,7 @@ class _Restorer:
         self.config = config
         self.size = restorer.spec.crop_size
         self.mask = face_mask(self.size, feather=config.feather)
+        self.background = make_background(config.background, config.upscale)  # built once (a network, maybe)
         self.runners = {t.id: _TrackRunner(t, restorer, config.chunk) for t in tracks.tracks}
         self.queue: deque[_Waiting] = deque()
         self.face_frames = 0
@@ -193,7 +196,7 @@ class _Restorer:
     def push(self, frame: Frame) -> Iterator[tuple[Frame, np.ndarray]]:
         """Add a decoded frame; yield (frame, composed rgb) for every frame that became complete, in order."""
         scale = self.config.upscale
-        background = upscale_frame(frame.rgb, scale, self.config.background)
+        background = self.background(frame.rgb)
         active = self.tracks.at_frame(frame.index) if frame.index < self.tracks.num_frames else []
         waiting = _Waiting(frame, background, expected=len(active))
         self.queue.append(waiting)

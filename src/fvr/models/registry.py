@@ -69,11 +69,12 @@ class ModelRegistry:
 
 def builtin_registry(*, plugins: bool = True) -> ModelRegistry:
     """A new registry with fvr's built-in restorers (and installed plug-ins unless ``plugins=False``)."""
-    from fvr.models import classical, identity
+    from fvr.models import classical, identity, realesrgan
 
     registry = ModelRegistry()
     identity.register(registry)
     classical.register(registry)
+    realesrgan.register(registry)
     if plugins:
         for ep in entry_points(group="fvr.models"):
             ep.load()(registry)
