@@ -347,6 +347,94 @@ def degrade(
                   f"{escape(record['preset'])} seed {record['seed']}: {escape(record['summary'])}", soft_wrap=True)
 
 
+class _TrainProgress:
+    """Adapts the trainer's progress(stage, done, total, info) to rich bars: clip caching, then training steps
+    with it/s, loss and ETA."""
+
+    def __init__(self, enabled: bool):
+        self.progress = Progress(
+            TextColumn("{task.description:<22.22}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7.2f} it/s"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=not enabled, transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.start: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, stage: str, done: int, total: int, info: dict[str, float]) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total or None, completed=done, rate=0.0, info="")
+            self.start[stage] = (time.perf_counter(), done)
+        t0, first = self.start[stage]
+        rate = (done - first) / max(time.perf_counter() - t0, 1e-9)
+        text = " ".join(f"{k} {v:.3g}" for k, v in info.items())
+        self.progress.update(self.tasks[stage], completed=done, total=max(total, done) or None, rate=rate, info=text)
+
+    def __enter__(self) -> _TrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training config (.toml; .yaml with PyYAML). "
+                                         "See docs/train.md.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in run.out from its latest "
+                                         "checkpoint, exactly.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (overrides run.device).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Total optimisation steps (overrides "
+                                                 "optim.steps).")] = None,
+    pack: Annotated[Optional[Path], typer.Option("--pack", help="Only build the clip cache and pack it into this "
+                                                 ".npz (to train on a machine without PyAV); no training.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a learned restorer: cached face crops, on-the-fly degradation, checkpoints, validation, export."""
+    from fvr.train import (
+        load_config,
+        pack_config_data,
+        resolve_crop_size,
+        with_overrides,
+    )
+    from fvr.train import train as run_training
+
+    _setup_logging(quiet)
+    cfg = with_overrides(load_config(config), steps=steps, device=device)
+    if pack is not None:
+        with _TrainProgress(enabled=not quiet) as progress:
+            path = pack_config_data(cfg, resolve_crop_size(cfg), pack,
+                                    progress=lambda stage, done, total: progress(stage, done, total, {}))
+        size = path.stat().st_size / 2**20
+        out.print(f"packed the cached clips into {escape(str(path))} ({size:.1f} MiB); train from it with "
+                  f"data.packed = \"{escape(str(path))}\"")
+        return
+    with _TrainProgress(enabled=not quiet) as progress:
+        result = run_training(cfg, progress=progress, resume=resume)
+    if not quiet:
+        val = ", ".join(f"{k.removeprefix('val/')} {v:.4g}" for k, v in result.val.items())
+        out.print(f"trained {result.steps} steps on {result.device} in {result.seconds / 60:.1f} min"
+                  f"{f' (resumed at {result.start_step})' if result.start_step else ''}; "
+                  f"{f'validation: {val}; ' if val else ''}weights: {escape(str(result.weights))}")
+
+
+@app.command()
+def export(
+    weights: Annotated[Path, typer.Argument(help="fvr weights file (.safetensors, e.g. from fvr train).")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    frames: Annotated[Optional[int], typer.Option(min=1, help="T, frames per input clip (default: the "
+                                                  "architecture's past + 1 + future).")] = None,
+    size: Annotated[Optional[int], typer.Option(min=16, help="S, crop side (default: the trained crop "
+                                                "size).")] = None,
+) -> None:
+    """Export a feed-forward network to ONNX (opset 17, dynamic batch) and check it with onnxruntime."""
+    from fvr.export import export_onnx
+
+    result = export_onnx(weights, onnx, frames=frames, size=size)
+    inputs = "x, prior" if result.uses_prior else "x"
+    out.print(f"wrote {escape(str(result.path))}: {result.arch}, inputs {inputs} (B,{result.frames},3,"
+              f"{result.size},{result.size}) RGB [0,1]; onnxruntime max |diff| vs torch = {result.max_abs_diff:.2e}")
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, turn every failure into one line and an exit code."""
     debug = os.environ.get("FVR_DEBUG") == "1"

@@ -54,6 +54,8 @@ class ModelRegistry:
         return self._entry(name).spec
 
     def create(self, name: str | None = None, **options: object) -> Restorer:
+        if name is not None and name.endswith(".safetensors"):  # a weight file from `fvr train`
+            return _from_file(name, **options)
         entry = self._entry(name or self.default_name)
         try:
             return entry.factory(**options)
@@ -67,14 +69,23 @@ class ModelRegistry:
         return self._entries[name]
 
 
+def _from_file(path: str, device: str = "cpu", **options: object) -> Restorer:
+    from fvr.models.nets import architectures, restorer_from_weights
+
+    if options:
+        raise ConfigError(f"{path}: options {', '.join(options)} cannot change a trained network")
+    return restorer_from_weights(path, architectures(), device=device)
+
+
 def builtin_registry(*, plugins: bool = True) -> ModelRegistry:
     """A new registry with fvr's built-in restorers (and installed plug-ins unless ``plugins=False``)."""
-    from fvr.models import classical, identity, realesrgan
+    from fvr.models import classical, identity, learned, realesrgan
 
     registry = ModelRegistry()
     identity.register(registry)
     classical.register(registry)
     realesrgan.register(registry)
+    learned.register(registry)
     if plugins:
         for ep in entry_points(group="fvr.models"):
             ep.load()(registry)

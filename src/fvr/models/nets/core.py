@@ -1,0 +1,256 @@
+"""The learned-model contract: architectures, size presets, weight files, and the restorer that runs them.
+
+Every learned face restorer in fvr is an ``nn.Module`` with one forward signature::
+
+    forward(x, prior=None) -> y
+    x:     (B, T, 3, S, S) float32 RGB in [0, 1]: a track clip of aligned crops, T consecutive frames
+    prior: (B, T, K, S, S) float32 in [0, 1] or None: facial prior maps (landmark heat-maps and component masks,
+           see :mod:`fvr.models.nets.prior`), only for architectures with ``uses_prior``
+    y:     (B, T, 3, S, S) float32, the restored clip (not clamped: losses see the raw output; restorers clamp)
+
+An :class:`ArchSpec` states, in one place, an architecture's taxonomy position (kind, temporal strategy, tags),
+its temporal context (past/future frames it reads), its config dataclass, and its two size presets:
+``fast`` (real time on 2 CPU cores at 128²) and ``quality`` (256² or 512²).
+
+Weight files are safetensors whose metadata names the architecture, its config and the crop size, so a file is
+enough to rebuild the network (:func:`load_weights`) — no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fvr.errors import ConfigError
+from fvr.models.base import Restorer, RestorerSpec
+
+PRESETS = ("fast", "quality", "tiny")  # tiny: a few thousand parameters at 32², for tests
+WEIGHTS_FORMAT = "fvr-weights-1"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One architecture: how to build it and where it sits in the survey's taxonomy.
+
+    name: registry base name (``fvr models`` lists ``name`` = quality preset and ``name-fast``).
+    kind / temporal / tags: taxonomy, as in :class:`fvr.models.RestorerSpec`.
+    config: the config dataclass type; ``build(config) -> nn.Module``.
+    presets: preset name -> (crop size, config).
+    past / future: frames of context read before / after each output frame (0/0 for per-frame models);
+        a callable of the config when it depends on it (e.g. a window radius).
+    uses_prior: the network takes facial prior maps (``prior`` argument).
+    feed_forward: exportable to ONNX as one graph (``fvr export --onnx``).
+    training_loss: None = train by reconstruction (the trainer's losses on ``net(x, prior)``); else a callable
+        ``training_loss(net, batch) -> (loss tensor, {name: float})`` for models with their own objective
+        (diffusion noise prediction, codebook stages); ``batch`` is a :class:`TrainBatch`.
+    frame_model: runs on whole frames (generic video restoration, not face-aware), not on aligned face crops.
+    """
+
+    name: str
+    kind: str
+    temporal: str
+    description: str
+    config: type
+    build: Callable[[Any], nn.Module]
+    presets: Mapping[str, tuple[int, Any]]
+    past: int | Callable[[Any], int] = 0
+    future: int | Callable[[Any], int] = 0
+    tags: tuple[str, ...] = ()
+    uses_prior: bool = False
+    feed_forward: bool = True
+    training_loss: Callable[..., tuple[torch.Tensor, dict[str, float]]] | None = None
+    frame_model: bool = False
+
+    def context(self, config: Any) -> tuple[int, int]:
+        past = self.past(config) if callable(self.past) else self.past
+        future = self.future(config) if callable(self.future) else self.future
+        return int(past), int(future)
+
+    def restorer_spec(self, preset: str = "quality", *, name: str | None = None, crop_size: int | None = None,
+                      config: Any = None) -> RestorerSpec:
+        size, default = self.preset(preset)
+        past, future = self.context(config if config is not None else default)
+        return RestorerSpec(
+            name=name or registry_name(self.name, preset), kind=self.kind, temporal=self.temporal,
+            crop_size=crop_size or size, past=past, future=future, description=self.description,
+            tags=tuple(self.tags) + (f"preset:{preset}",) + (("prior-driven",) if self.uses_prior else ()),
+        )
+
+    def preset(self, preset: str) -> tuple[int, Any]:
+        if preset not in self.presets:
+            raise ConfigError(f"{self.name}: unknown size preset {preset!r}; choose {', '.join(self.presets)}")
+        return self.presets[preset]
+
+
+@dataclass
+class TrainBatch:
+    """What the trainer hands a model's own ``training_loss``.
+
+    lq: (B, T, 3, S, S) degraded input (up-sampled back to S), hq: (B, T, 3, S, S) ground truth, both in [0, 1];
+    prior: (B, T, K, S, S) or None; landmarks: (B, T, 5, 2) crop px; step: the optimisation step (schedules).
+    """
+
+    lq: torch.Tensor
+    hq: torch.Tensor
+    landmarks: torch.Tensor
+    prior: torch.Tensor | None = None
+    step: int = 0
+
+
+def registry_name(arch: str, preset: str) -> str:
+    return arch if preset == "quality" else f"{arch}-{preset}"
+
+
+# ----------------------------------------------------------------------------------------------- configs
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    if not is_dataclass(config):
+        raise TypeError(f"config must be a dataclass, got {type(config).__name__}")
+    return asdict(config)
+
+
+def config_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Build config dataclass ``cls`` from a mapping; unknown keys give a one-line :class:`ConfigError`."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**values)
+
+
+# ----------------------------------------------------------------------------------------------- weights
+
+
+@dataclass
+class LoadedModel:
+    arch: ArchSpec
+    config: Any
+    crop_size: int
+    preset: str
+    net: nn.Module
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def weights_metadata(arch: ArchSpec, config: Any, crop_size: int, preset: str,
+                     extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+    meta = {"format": WEIGHTS_FORMAT, "arch": arch.name, "config": json.dumps(config_to_dict(config)),
+            "crop_size": str(crop_size), "preset": preset}
+    for k, v in (extra or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    return meta
+
+
+def save_weights(path: str | Path, arch: ArchSpec, config: Any, net: nn.Module, crop_size: int, preset: str,
+                 extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``net``'s state dict as safetensors with the metadata that rebuilds it (atomic: temp + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.fvr-tmp")
+    save_file(state, str(tmp), metadata=weights_metadata(arch, config, crop_size, preset, extra))
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a safetensors file; one-line :class:`ConfigError` when it is not one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except FileNotFoundError:
+        raise ConfigError(f"weights file {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged header
+        raise ConfigError(f"{path} is not a readable safetensors weights file ({type(exc).__name__})") from None
+
+
+def load_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str = "cpu") -> LoadedModel:
+    """Rebuild the network a weight file describes and load its tensors (strictly: every key, every shape)."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    if meta.get("format") != WEIGHTS_FORMAT or "arch" not in meta:
+        raise ConfigError(f"{path} is not an fvr weights file (expected safetensors metadata format="
+                          f"{WEIGHTS_FORMAT} with the architecture name)")
+    if meta["arch"] not in archs:
+        raise ConfigError(f"{path} is for architecture {meta['arch']!r}, which this fvr does not have; known: "
+                          f"{', '.join(sorted(archs))}")
+    arch = archs[meta["arch"]]
+    config = config_from_dict(arch.config, json.loads(meta["config"]))
+    net = arch.build(config)
+    state = load_file(str(path), device=device)
+    load_state_checked(net, state, str(path))
+    net.to(device).eval()
+    return LoadedModel(arch, config, int(meta.get("crop_size", 0)) or arch.preset(meta.get("preset", "quality"))[0],
+                       meta.get("preset", "quality"), net, meta)
+
+
+def load_state_checked(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """load_state_dict(strict) with a one-line error naming the first missing/unexpected/mis-shaped key."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}" if unexpected else
+                f"{shapes[0]} has shape {tuple(state[shapes[0]].shape)}, expected {tuple(own[shapes[0]].shape)}")
+        raise ConfigError(f"{source}: weights do not match the network ({what}; {len(missing)} missing, "
+                          f"{len(unexpected)} unexpected, {len(shapes)} mis-shaped)")
+    net.load_state_dict(dict(state), strict=True)
+
+
+# ----------------------------------------------------------------------------------------------- restorer
+
+
+class TorchRestorer(Restorer):
+    """Runs a learned network under the restorer contract (numpy in, numpy out, clamped to [0, 1]).
+
+    Per-frame networks (past = future = 0) see frames in batches of ``batch``; temporal ones see the whole clip
+    the pipeline hands over (it already includes the declared context).
+    """
+
+    def __init__(self, spec: RestorerSpec, net: nn.Module, *, uses_prior: bool = False, device: str = "cpu",
+                 batch: int = 8):
+        self.spec = spec
+        self.net = net.to(device).eval()
+        self.uses_prior = uses_prior
+        self.device = torch.device(device)
+        self.batch = max(1, batch)
+
+    @torch.inference_mode()
+    def restore_clip(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        from fvr.models.nets.prior import landmark_prior
+
+        x = torch.from_numpy(np.ascontiguousarray(clip)).to(self.device)
+        lm = torch.from_numpy(np.ascontiguousarray(landmarks)).to(self.device)
+        if self.spec.past == 0 and self.spec.future == 0:  # per-frame: frames are independent samples
+            outs = []
+            for i in range(0, x.shape[0], self.batch):
+                xb = x[i:i + self.batch].unsqueeze(1)  # (b, 1, 3, S, S)
+                pb = landmark_prior(lm[i:i + self.batch].unsqueeze(1), x.shape[-1]) if self.uses_prior else None
+                outs.append(self.net(xb, pb)[:, 0])
+            y = torch.cat(outs, 0)
+        else:
+            prior = landmark_prior(lm.unsqueeze(0), x.shape[-1]) if self.uses_prior else None
+            y = self.net(x.unsqueeze(0), prior)[0]
+        return y.clamp_(0.0, 1.0).cpu().numpy().astype(np.float32, copy=False)
+
+
+def restorer_from_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str = "cpu",
+                          name: str | None = None) -> TorchRestorer:
+    """A ready restorer from an fvr weight file (``fvr restore --model FILE.safetensors``)."""
+    loaded = load_weights(path, archs, device=device)
+    spec = loaded.arch.restorer_spec(loaded.preset, name=name or Path(path).stem, crop_size=loaded.crop_size,
+                                     config=loaded.config)
+    return TorchRestorer(spec, loaded.net, uses_prior=loaded.arch.uses_prior, device=device)
