@@ -9,18 +9,17 @@ model can learn.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 
 from fvr.errors import ConfigError
+from fvr.export import onnx_parity
+from fvr.faces import face_template
 from fvr.models import KINDS, TEMPORAL_STRATEGIES, builtin_registry
 from fvr.models.nets import architectures, load_weights, save_weights
 from fvr.models.nets.core import TorchRestorer
 from fvr.models.nets.prior import landmark_prior
-from fvr.faces import face_template
 
 ARCHS = architectures()
 NAMES = sorted(ARCHS)
@@ -119,17 +118,9 @@ def test_restorer_contract_and_weight_round_trip(name, tmp_path):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if ARCHS[n].feed_forward])
 def test_onnx_parity(name):
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     arch, size, config, net = _tiny(name)
     x, lm = _clip(_length(arch, config), seed=2)
     prior = landmark_prior(lm, size) if arch.uses_prior else None
     args = (x,) if prior is None else (x, prior)
-    buf = io.BytesIO()
-    torch.onnx.export(net, args, buf, opset_version=17, dynamo=False,
-                      input_names=["x"] + (["prior"] if prior is not None else []), output_names=["y"])
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    feeds = {"x": x.numpy()} | ({"prior": prior.numpy()} if prior is not None else {})
-    got = session.run(None, feeds)[0]
-    with torch.no_grad():
-        want = net(*args).numpy()
-    assert np.abs(got - want).max() <= 1e-4
+    assert onnx_parity(net, args) <= 1e-4

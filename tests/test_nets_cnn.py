@@ -7,13 +7,12 @@ mask/window, weight round trips, ONNX parity, FLOP budgets of the fast presets a
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from fvr.export import onnx_parity
 from fvr.faces import face_template
 from fvr.models.nets import load_weights, save_weights
 from fvr.models.nets import regional as regional_mod
@@ -253,22 +252,14 @@ def test_weight_round_trip_and_restorer(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["unet", "unet-prior", "window", "window-prior", "regional"])  # unet-gan == unet
 def test_onnx_parity(name):
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     arch, config, net = _tiny(name, perturb=True)
     t = _t(arch, config)
     x, lm = _smooth_clip(t, seed=8), _landmarks(t)
     prior = _prior(arch, lm)
     args = (x,) if prior is None else (x, prior)
-    buf = io.BytesIO()
-    torch.onnx.export(net, args, buf, opset_version=17, dynamo=False,
-                      input_names=["x"] + (["prior"] if prior is not None else []), output_names=["y"])
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    feeds = {"x": x.numpy()} | ({"prior": prior.numpy()} if prior is not None else {})
-    got = session.run(None, feeds)[0]
-    with torch.no_grad():
-        want = net(*args).numpy()
-    assert np.abs(got - want).max() <= 1e-4
+    assert onnx_parity(net, args) <= 1e-4
 
 
 # ----------------------------------------------------------------------------------------------- budgets

@@ -142,19 +142,28 @@ def _save(model, out: Path) -> None:
         raise OutputError(f"cannot write {out}: {reason(exc)}") from None
 
 
-def verify(path: Path, net: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str]) -> float:
-    """Max |onnxruntime(path) − net| on ``inputs``."""
+def verify(source: Path | bytes, net: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str]) -> float:
+    """Max |onnxruntime(source) − net| on ``inputs``; source is an .onnx file or a serialised model."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    model = source if isinstance(source, bytes) else str(source)
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     got = session.run(["y"], {n: t.numpy() for n, t in zip(names, inputs)})[0]
     with torch.no_grad():
         want = net(*inputs).numpy()
     if got.shape != want.shape:
         raise ExportError(f"onnxruntime returned shape {got.shape}, torch {want.shape}")
     return float(np.max(np.abs(got - want)))
+
+
+def onnx_parity(net: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str] | None = None) -> float:
+    """Export ``net`` in memory exactly as ``fvr export`` does and return max |onnxruntime − torch| on ``inputs``.
+    names: the graph's input names (default "x", then "prior")."""
+    names = names or ["x", "prior"][: len(inputs)]
+    model = _export(net.eval(), inputs, names)
+    return verify(model.SerializeToString(), net, inputs, names)
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:

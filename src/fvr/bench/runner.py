@@ -372,7 +372,7 @@ def _bench_clip(clip: Path, methods: list[BenchMethod], config: BenchConfig, lab
         result.warnings.append("no face found on the ground truth: only full-frame metrics")
     for m in names:
         result.methods[m] = _method_summary(runs[m], [evaluators[(m, tr.id)] for tr in tracks.tracks],
-                                            fidelity[m], CURVE_METRICS, grid_track)
+                                            fidelity[m], CURVE_METRICS)
     _cleanup(work, config)
     return result
 
@@ -431,7 +431,7 @@ def _bench_real_clip(clip: Path, methods: list[BenchMethod], config: BenchConfig
         result.warnings.append("no face found: nothing to measure")
     for m in names:
         result.methods[m] = _method_summary(runs[m], [evaluators[(m, tr.id)] for tr in tracks.tracks],
-                                            None, REAL_CURVE_METRICS, grid_track)
+                                            None, REAL_CURVE_METRICS)
     _cleanup(work, config)
     return result
 
@@ -474,24 +474,18 @@ def _grid_choice(tracks: FaceTracks) -> tuple[int, int]:
 
 
 def _method_summary(run: dict, evaluators: list, fidelity: dict[str, list[float]] | None,
-                    curves: tuple[str, ...], curve_track: int) -> dict:
-    """Merge the per-track evaluators of one method into face-frame-weighted means plus the curves."""
+                    curves: tuple[str, ...]) -> dict:
+    """Merge the per-track evaluators of one method into face-frame-weighted means plus the curves of its
+    longest track (the one the crop grid shows)."""
+    results = [ev.result() for ev in evaluators]
     per_frame: dict[str, list[float]] = {}
-    curve_data: dict[str, list[float]] = {}
-    for ev in evaluators:
-        res = ev.result()
+    for res in results:
         for k, values in res.per_frame.items():
             per_frame.setdefault(k, []).extend(values)
-    if evaluators:
-        # curves: the grid's (longest) track, in frame order
-        longest = evaluators[0]
-        best = -1
-        for ev in evaluators:
-            length = len(next(iter(ev.result().per_frame.values()), []))
-            if length > best:
-                best, longest = length, ev
-        res = longest.result()
-        curve_data = {k: [float(v) for v in res.per_frame[k]] for k in curves if k in res.per_frame}
+    curve_data: dict[str, list[float]] = {}
+    if results:
+        longest = max(results, key=lambda r: r.frames)
+        curve_data = {k: [float(v) for v in longest.per_frame[k]] for k in curves if k in longest.per_frame}
     crop_means = {k: _nanmean(v) for k, v in per_frame.items()}
     frame_means = {k: _nanmean(v) for k, v in fidelity.items()} if fidelity else {}
     return {
