@@ -10,17 +10,18 @@ The pipeline's stages are importable on their own: :mod:`fvr.io`, :mod:`fvr.face
 """
 
 from fvr.errors import ConfigError, FvrError, InputError, OutputError
-from fvr.io import EncodeOptions, probe
 
-_LAZY = {"RestoreConfig", "RestoreReport", "analyse_source", "restore_video"}
+_LAZY = {"RestoreConfig": "pipeline", "RestoreReport": "pipeline", "analyse_source": "pipeline",
+         "restore_video": "pipeline", "EncodeOptions": "io", "probe": "io"}
 
 
 def __getattr__(name: str) -> object:
-    # the pipeline pulls in the detectors and models: import it on first use, not with the package
+    # The pipeline pulls in detectors and models, and fvr.io needs PyAV: import them on first use, so that
+    # `import fvr.models.nets` works on a machine without PyAV (a GPU training box) and start-up stays light.
     if name in _LAZY:
-        from fvr import pipeline
+        import importlib
 
-        return getattr(pipeline, name)
+        return getattr(importlib.import_module(f"fvr.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'fvr' has no attribute {name!r}")
 
 __version__ = "0.1.0"

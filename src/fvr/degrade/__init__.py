@@ -31,14 +31,19 @@ from fvr.degrade.params import (
     resolve_params,
     sample_params,
 )
-from fvr.degrade.video import (
-    CodecPass,
-    degrade_frame,
-    degrade_frames,
-    degrade_video,
-    frame_rng,
-    sidecar_path,
-)
+
+# fvr.degrade.video runs the real libx264 pass through PyAV: import it on first use, so the in-memory ops and
+# parameter sampling work where PyAV is not installed.
+_VIDEO = {"CodecPass", "degrade_frame", "degrade_frames", "degrade_video", "frame_rng", "sidecar_path"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _VIDEO:
+        from fvr.degrade import video
+
+        return getattr(video, name)
+    raise AttributeError(f"module 'fvr.degrade' has no attribute {name!r}")
+
 
 __all__ = [
     "PRESETS",

@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 
 from fvr.degrade.ops import (
@@ -32,7 +31,11 @@ from fvr.degrade.ops import (
 )
 from fvr.degrade.params import BlurParams, DegradeParams, check_seed, describe
 from fvr.errors import ConfigError, InputError, OutputError, reason
-from fvr.io import EncodeOptions, MediaSource, check_output_path, open_sink
+
+if TYPE_CHECKING:
+    import av
+
+    from fvr.io import EncodeOptions
 
 ProgressCallback = Callable[[str, int, int], None]
 """progress(stage, done, total): stage is "degrade"; total is the container's frame count (0 when unknown)."""
@@ -87,6 +90,12 @@ def x264_options(crf: int, preset: str) -> dict[str, str]:
     return {**X264_OPTIONS, "crf": str(crf), "preset": preset}
 
 
+def _video_frame(rgb: np.ndarray) -> av.VideoFrame:
+    import av
+
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+
+
 class CodecPass:
     """libx264 encode + h264 decode in memory, streaming: push RGB frames, get decoded RGB frames back.
 
@@ -104,6 +113,8 @@ class CodecPass:
         self.pushed = self.returned = 0
 
     def _open(self, width: int, height: int) -> None:
+        import av  # here, not at module level: the in-memory ops of this module work without PyAV
+
         enc = av.CodecContext.create(self.params.codec, "w")
         enc.width, enc.height, enc.pix_fmt = width, height, self.params.pix_fmt
         enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)  # x264's rate control reads frame durations
@@ -123,7 +134,7 @@ class CodecPass:
             self._open(w, h)
         elif self._size != (w, h):
             raise InputError(f"frame {self.pushed} is {w}x{h}, the clip is {self._size[0]}x{self._size[1]}")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = _video_frame(rgb)
         frame.pts = self.pushed
         self.pushed += 1
         return self._decode(self._enc.encode(frame))
@@ -163,6 +174,8 @@ def sidecar_path(output: str | Path) -> Path:
 
 
 def _encode_options(params: DegradeParams) -> EncodeOptions:
+    from fvr.io import EncodeOptions
+
     if params.crf is None:  # no codec in the degradation: store what was made as faithfully as x264 allows
         return EncodeOptions("libx264", STORAGE_CRF, params.codec_preset, STORAGE_PIX_FMT, dict(X264_OPTIONS))
     return EncodeOptions(params.codec, params.crf, params.codec_preset, params.pix_fmt, dict(X264_OPTIONS))
@@ -172,6 +185,8 @@ def _check_request(output: str | Path, input: str | Path, seed: int, max_frames:
     check_seed(seed)
     if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 1):
         raise ConfigError(f"max_frames must be at least 1, got {max_frames}")
+    from fvr.io import check_output_path
+
     out = check_output_path(output, input)
     if out.suffix.lower() not in _VIDEO_SUFFIXES:
         raise OutputError(f"output {out} must be a video file ({', '.join(_VIDEO_SUFFIXES)}): the codec pass is "
@@ -231,6 +246,8 @@ def degrade_video(
     ``max_frames`` keeps the first N frames. Both files appear only when complete. Returns the record.
     """
     out = _check_request(output, input, seed, max_frames)
+    from fvr.io import MediaSource, open_sink
+
     with MediaSource(input) as source:
         info = source.info
         size = lq_size(info.width, info.height, params.scale)  # InputError for frames smaller than 2*scale

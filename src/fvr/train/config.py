@@ -29,11 +29,14 @@ CODECS = ("auto", "x264", "jpeg")
 @dataclass(frozen=True)
 class ModelSection:
     """arch: architecture name (``fvr models`` / :func:`fvr.models.nets.architectures`); preset: fast, quality
-    or tiny; options: overrides of the preset's config dataclass fields."""
+    or tiny; options: overrides of the preset's config dataclass fields; init: a weights file of the same
+    architecture to start from (fine-tuning, or a codebook model's stage 2 from its stage-1 weights): its tensors are
+    loaded, and the network's config is the file's config with ``options`` applied on top."""
 
     arch: str = ""
     preset: str = "fast"
     options: dict[str, Any] = field(default_factory=dict)
+    init: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ SECTIONS: dict[str, type] = {
     "loss": LossSection, "optim": OptimSection, "run": RunSection,
 }
 # keys holding paths, resolved against the config file's folder
-_PATH_KEYS = {("data", "packed"), ("data", "cache"), ("run", "out"), ("loss", "stlpips_weights")}
+_PATH_KEYS = {("model", "init"), ("data", "packed"), ("data", "cache"), ("run", "out"), ("loss", "stlpips_weights")}
 _PATH_LIST_KEYS = {("data", "clips"), ("data", "val_clips")}
 
 

@@ -106,6 +106,28 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
+def init_network(arch, path: str, options: Mapping[str, Any]) -> tuple[Any, int, nn.Module]:
+    """(config, crop size, network) from a weights file of ``arch``, its config updated by ``options``."""
+    from safetensors.torch import load_file
+
+    from fvr.models.nets.core import (
+        config_from_dict,
+        load_state_checked,
+        read_metadata,
+    )
+
+    if not Path(path).is_file():
+        raise ConfigError(f"model.init: {path} does not exist")
+    meta = read_metadata(path)
+    if meta.get("arch") != arch.name:
+        raise ConfigError(f"model.init: {path} holds weights of {meta.get('arch')!r}, not of {arch.name!r}")
+    cfg = config_from_dict(arch.config, {**json.loads(meta["config"]), **dict(options)})
+    net = arch.build(cfg)
+    load_state_checked(net, load_file(str(path)), f"model.init {path}")
+    size = int(meta.get("crop_size", 0)) or arch.preset(meta.get("preset", "fast"))[0]
+    return cfg, size, net
+
+
 def build_network(arch, preset: str, options: Mapping[str, Any]) -> tuple[Any, int, nn.Module]:
     """(config, preset crop size, network) for an architecture preset with option overrides."""
     from fvr.models.nets.core import config_from_dict, config_to_dict
@@ -305,7 +327,11 @@ class _Trainer:
             raise ConfigError(f"model.arch: unknown architecture {config.model.arch!r}; known: "
                               f"{', '.join(sorted(archs)) or 'none'}")
         self.arch = archs[config.model.arch]
-        self.net_config, preset_size, self.net = build_network(self.arch, config.model.preset, config.model.options)
+        if config.model.init:
+            self.net_config, preset_size, self.net = init_network(self.arch, config.model.init, config.model.options)
+        else:
+            self.net_config, preset_size, self.net = build_network(self.arch, config.model.preset,
+                                                                   config.model.options)
         self.crop = config.data.crop_size or preset_size
         _check_combination(config, self.arch, self.crop)
         check_scales(config, self.crop)

@@ -80,7 +80,8 @@ class ArchSpec:
         return RestorerSpec(
             name=name or registry_name(self.name, preset), kind=self.kind, temporal=self.temporal,
             crop_size=crop_size or size, past=past, future=future, description=self.description,
-            tags=tuple(self.tags) + (f"preset:{preset}",) + (("prior-driven",) if self.uses_prior else ()),
+            tags=tuple(dict.fromkeys((*self.tags, *(("prior-driven",) if self.uses_prior else ()),
+                                      f"preset:{preset}"))),
         )
 
     def preset(self, preset: str) -> tuple[int, Any]:

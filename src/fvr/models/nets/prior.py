@@ -17,7 +17,8 @@ COMPONENTS = {"left_eye": 5, "right_eye": 6, "mouth": 7}
 
 
 def _grid(size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    coords = torch.arange(size, device=device, dtype=dtype) + 0.5
+    # pixel i has its centre at coordinate i: the convention of cv2.warpAffine, which maps the landmarks into the crop
+    coords = torch.arange(size, device=device, dtype=dtype)
     return coords.view(1, 1, 1, 1, size), coords.view(1, 1, 1, size, 1)  # x varies along W, y along H
 
 

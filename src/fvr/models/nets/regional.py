@@ -70,10 +70,10 @@ def face_window(size: int, config: RegionalConfig) -> tuple[int, int, int]:
 
 
 def soft_argmax(heat: torch.Tensor) -> torch.Tensor:
-    """(N, K, S, S) heat-maps -> (N, K, 2) their centroids (x, y) in crop pixels (pixel centres at +0.5, as
+    """(N, K, S, S) heat-maps -> (N, K, 2) their centroids (x, y) in crop pixels (pixel i centred at i, as
     :func:`landmark_prior` draws them). An empty map gives (0, 0) instead of NaN."""
     size = heat.shape[-1]
-    coords = torch.arange(size, device=heat.device, dtype=heat.dtype) + 0.5
+    coords = torch.arange(size, device=heat.device, dtype=heat.dtype)
     mass = heat.sum(dim=(-2, -1)).clamp_min(1e-6)
     cx = (heat.sum(dim=-2) * coords).sum(dim=-1) / mass  # sum over rows, then weight columns by x
     cy = (heat.sum(dim=-1) * coords).sum(dim=-1) / mass
@@ -99,7 +99,7 @@ def face_mask(prior: torch.Tensor, config: RegionalConfig) -> torch.Tensor:
     ax = (config.face_width * eye_dist).view(-1, 1, 1, 1)
     ay = (config.face_height * em_dist).view(-1, 1, 1, 1)
     size = prior.shape[-1]
-    coords = torch.arange(size, device=prior.device, dtype=prior.dtype) + 0.5
+    coords = torch.arange(size, device=prior.device, dtype=prior.dtype)
     dx = coords.view(1, 1, 1, size) - ctr[:, 0].view(-1, 1, 1, 1)
     dy = coords.view(1, 1, size, 1) - ctr[:, 1].view(-1, 1, 1, 1)
     u = (dx * cos.view(-1, 1, 1, 1) + dy * sin.view(-1, 1, 1, 1)) / ax
