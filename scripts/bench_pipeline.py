@@ -7,6 +7,14 @@ For each clip, in separate child processes (so that peak RSS is per job):
 
 Usage:
     python scripts/bench_pipeline.py CLIP [CLIP ...] [--model identity] [--json out.json]
+    # real time: the shipped fast model on a 720p version of a clip, x264 veryfast, detector every 5th frame at 640 px
+    python scripts/bench_pipeline.py CLIP --height 720 --model fvr-fast --preset veryfast --detect-every 5 \
+        --detect-size 640 --smoothing one-euro
+
+--height H first rescales each clip to H lines (even width, x264 CRF 10 into a temp file, not timed), so that any
+clip gives a 720p test. --preset and --crf apply to both jobs (the same encoder settings); --detect-every,
+--detect-size and --smoothing to the restore job (and the detector job). The restore job's fps excludes the
+process start-up (importing torch and the networks, loading the model: once per process), reported beside it.
 
 Prints a Markdown table. Timings are wall-clock on whatever machine runs it: compare rows of one run only.
 """
@@ -27,16 +35,23 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def job_baseline(clip: str, out: str) -> dict:
+def _encode(preset: str, crf: int):
+    from fvr.io import EncodeOptions
+
+    return EncodeOptions(preset=preset, crf=crf)
+
+
+def job_baseline(clip: str, out: str, preset: str, crf: str) -> dict:
     import av
 
-    from fvr.io import EncodeOptions, MediaSource, open_sink
+    from fvr.io import MediaSource, open_sink
 
     t0 = time.perf_counter()
     n = 0
     with MediaSource(clip) as src:
         info = src.info
-        with open_sink(out, info, (info.width, info.height), EncodeOptions(), src.copyable_streams) as sink:
+        with open_sink(out, info, (info.width, info.height), _encode(preset, int(crf)),
+                       src.copyable_streams) as sink:
             for item in src.media():
                 if isinstance(item, av.Packet):
                     sink.copy_packet(item)
@@ -47,22 +62,31 @@ def job_baseline(clip: str, out: str) -> dict:
     return {"frames": n, "seconds": dt, "fps": n / dt, "peak_rss_mb": _peak_rss_mb()}
 
 
-def job_restore(clip: str, out: str, model: str) -> dict:
+def job_restore(clip: str, out: str, model: str, preset: str, crf: str, every: str, smoothing: str,
+                detect_size: str) -> dict:
+    t0 = time.perf_counter()
+    from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
+    from fvr.models import builtin_registry
     from fvr.pipeline import RestoreConfig, restore_video
 
-    t0 = time.perf_counter()
-    r = restore_video(clip, out, RestoreConfig(model=model))
-    dt = time.perf_counter() - t0
-    return {"frames": r.frames, "seconds": dt, "fps": r.frames / dt, "seconds_analyse": r.seconds_analyse,
+    # start-up, once per process and not per frame: importing torch and the networks, loading the model
+    restorer = builtin_registry().create(model)
+    config = RestoreConfig(model=model, encode=_encode(preset, int(crf)), detector=DetectorConfig(max_side=int(detect_size)),
+                           tracker=TrackerConfig(detect_every=int(every)), smoothing=SmoothingConfig(method=smoothing))
+    t1 = time.perf_counter()
+    r = restore_video(clip, out, config, restorer=restorer)
+    dt = time.perf_counter() - t1
+    return {"frames": r.frames, "seconds": dt, "fps": r.frames / dt, "startup_seconds": t1 - t0,
+            "fps_with_startup": r.frames / (dt + t1 - t0), "seconds_analyse": r.seconds_analyse,
             "seconds_restore": r.seconds_restore, "tracks": r.tracks, "peak_rss_mb": _peak_rss_mb()}
 
 
-def job_detector(clip: str, every: int) -> dict:
+def job_detector(clip: str, every: int, detect_size: int) -> dict:
     from fvr.faces import DetectorConfig, make_detector
     from fvr.io import MediaSource
     from fvr.pipeline import analyse_source
 
-    det = make_detector(DetectorConfig())
+    det = make_detector(DetectorConfig(max_side=detect_size))
     times, faces = [], 0
     with MediaSource(clip) as src:
         for f in src.frames():
@@ -83,6 +107,25 @@ def job_detector(clip: str, every: int) -> dict:
     }
 
 
+def rescale(clip: str, out: str, height: str) -> dict:
+    """Write ``clip`` rescaled to ``height`` lines (area filter, even width) at x264 CRF 10, audio copied."""
+    import cv2
+
+    from fvr.io import EncodeOptions, Frame, MediaSource, open_sink
+
+    with MediaSource(clip) as src:
+        info = src.info
+        h = int(height)
+        w = int(round(info.width * h / info.height / 2)) * 2
+        with open_sink(out, info, (w, h), EncodeOptions(crf=10, preset="fast"), src.copyable_streams) as sink:
+            for item in src.media(copy_streams=True):
+                if isinstance(item, Frame):
+                    sink.write(cv2.resize(item.rgb, (w, h), interpolation=cv2.INTER_AREA), item.pts)
+                else:
+                    sink.copy_packet(item)
+    return {"width": w, "height": h}
+
+
 def _child(args: list[str]) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
     if proc.returncode:
@@ -95,29 +138,47 @@ def main() -> None:
     ap.add_argument("clips", nargs="*")
     ap.add_argument("--model", default="identity")
     ap.add_argument("--detect-every", type=int, default=1)
+    ap.add_argument("--preset", default="medium", help="x264 preset of both jobs")
+    ap.add_argument("--crf", type=int, default=18, help="x264 CRF of both jobs")
+    ap.add_argument("--smoothing", default="gaussian", help="landmark smoothing of the restore job")
+    ap.add_argument("--detect-size", type=int, default=960, help="detector input: longest side (restore job)")
+    ap.add_argument("--height", type=int, default=0, help="rescale each clip to this height first (0 = as is)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         kind, *rest = a.child
         result = {"baseline": lambda: job_baseline(*rest), "restore": lambda: job_restore(*rest),
-                  "detector": lambda: job_detector(rest[0], int(rest[1]))}[kind]()
+                  "rescale": lambda: rescale(*rest),
+                  "detector": lambda: job_detector(rest[0], int(rest[1]), int(rest[2]))}[kind]()
         print(json.dumps(result))
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in a.clips:
-            base = _child(["baseline", clip, f"{tmp}/base.mp4"])
-            rest = _child(["restore", clip, f"{tmp}/rest.mp4", a.model])
-            det = _child(["detector", clip, str(a.detect_every)])
-            rows.append({"clip": Path(clip).name, "baseline": base, "restore": rest, "detector": det})
+            name = Path(clip).name
+            if a.height:
+                size = _child(["rescale", clip, f"{tmp}/scaled.mp4", str(a.height)])
+                clip, name = f"{tmp}/scaled.mp4", f"{name} at {size['width']}×{size['height']}"
+            enc = [a.preset, str(a.crf)]
+            base = _child(["baseline", clip, f"{tmp}/base.mp4", *enc])
+            rest = _child(["restore", clip, f"{tmp}/rest.mp4", a.model, *enc, str(a.detect_every), a.smoothing,
+                           str(a.detect_size)])
+            det = _child(["detector", clip, str(a.detect_every), str(a.detect_size)])
+            rows.append({"clip": name, "model": a.model, "preset": a.preset, "crf": a.crf,
+                         "detect_every": a.detect_every, "smoothing": a.smoothing, "detect_size": a.detect_size,
+                         "baseline": base,
+                         "restore": rest, "detector": det})
             print(f"done {clip}", file=sys.stderr)
-    print("| clip | frames | decode+encode fps | fvr restore fps | ratio | peak RSS base / fvr (MB) "
-          "| detector ms/frame | tracks | ID switches |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"model {a.model}, x264 {a.preset} CRF {a.crf}, detector every {a.detect_every} frame(s) at "
+          f"{a.detect_size} px, smoothing {a.smoothing}")
+    print("| clip | frames | decode+encode fps | fvr restore fps | ratio | fps with start-up (s) "
+          "| peak RSS base / fvr (MB) | detector ms/frame | tracks | ID switches |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         b, s, d = r["baseline"], r["restore"], r["detector"]
         print(f"| {r['clip']} | {b['frames']} | {b['fps']:.1f} | {s['fps']:.1f} | {s['fps'] / b['fps']:.2f} "
+              f"| {s['fps_with_startup']:.1f} ({s['startup_seconds']:.1f}) "
               f"| {b['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} | {d['detector_ms']:.1f} | {d['tracks']} "
               f"| {max(d['tracks'] - 1, 0)} |")
     if a.json:

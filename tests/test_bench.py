@@ -57,6 +57,9 @@ def test_list_clips_filters_videos(clip_dir, tmp_path):
     assert [p.name for p in list_clips(clip_dir, "*")] == ["astronaut.mp4"]
     with pytest.raises(InputError, match="no clips"):
         list_clips(tmp_path, "*")
+    for name in ("b.mp4", "a.mp4", "c.mkv"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_clips(tmp_path, "a*, c*,a.mp4")] == ["a.mp4", "c.mkv"]  # comma-separated globs
 
 
 def _track(size: float) -> Track:
@@ -125,6 +128,11 @@ def test_bench_real_mode_smoke(clip_dir, tmp_path):
     assert r["bicubic"]["crop"]["brisque"] is not None
     assert r["classical"]["crop"]["vidd"] is not None
     assert (out / "crops.png").is_file() and (out / "curves_vidd.png").is_file()
+    # --grid-clips: clips not matching stay out of crops.png (none here: no grid at all); metrics are unaffected
+    out2 = tmp_path / "real-nogrid"
+    data2 = run_bench(BenchConfig(data=clip_dir, out=out2, methods=("bicubic",), real=True, frames=6, upscale=1,
+                                  isolate=False, grid_clips="other-*"))
+    assert not (out2 / "crops.png").exists() and data2["clips"][0]["results"]["bicubic"]["crop"]["brisque"] is not None
 
 
 @pytest.mark.slow

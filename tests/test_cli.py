@@ -35,7 +35,12 @@ def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["models", "--json"], capsys)
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)}
-    assert rows["classical"]["default"] is True and rows["identity"]["default"] is False
+    from fvr.models import builtin_registry
+
+    reg = builtin_registry()
+    for device in ("cpu", "cuda"):  # exactly one default per device, the registry's
+        assert [n for n, r in rows.items() if device in r["default"]] == [reg.default_for(device)]
+    assert rows["identity"]["default"] == []
     for key in ("kind", "temporal", "causal", "crop_size"):
         assert key in rows["identity"]
 
@@ -64,7 +69,10 @@ def test_restore_cli(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, stdout, _ = run(["restore", str(clip), "-o", str(out), "--json", "--upscale", "2", "--crf", "20"], capsys)
     assert code == 0, stdout
     report = json.loads(stdout)
-    assert report["frames"] == 12 and report["tracks"] == 1 and report["model"] == "classical"
+    from fvr.models import builtin_registry
+
+    default = builtin_registry().default_for("cpu")  # fvr-fast when its weights are installed, else classical
+    assert report["frames"] == 12 and report["tracks"] == 1 and report["model"] == default
     assert read_frames(out)[0].shape == (12, 384, 384, 3)
 
 

@@ -85,7 +85,8 @@ def _setup_logging(quiet: bool) -> None:
 def restore(
     input: Annotated[Path, typer.Argument(help="Video file, or a folder of PNG/JPEG frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov) or folder for PNGs.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`) or a .safetensors file from `fvr train`. Default: fvr-fast on CPU, fvr-quality on CUDA.")] = None,
+    device: Annotated[str, typer.Option(help="Where learned models run: auto (CUDA when available), cpu, cuda.")] = "auto",
     upscale: Annotated[int, typer.Option("--upscale", "-u", min=1, max=8, help="Output scale factor.")] = 1,
     faces: Annotated[str, typer.Option(help="'all', 'largest', or track IDs from `fvr info`, e.g. 0,2.")] = "all",
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend of restored over input face.")] = 1.0,
@@ -99,6 +100,7 @@ def restore(
     crop_size: Annotated[Optional[int], typer.Option(help="Override the model's crop size (128/256/512).")] = None,
     detector: Annotated[str, typer.Option(help="Face detector: mtcnn (built in) or yunet.")] = "mtcnn",
     detector_model: Annotated[Optional[Path], typer.Option(help="Model file for yunet (face_detection_yunet_*.onnx).")] = None,
+    detect_size: Annotated[int, typer.Option(min=64, help="Frames are shrunk to this longest side for detection (smaller is faster; faces must stay >= 20 px).")] = 960,
     detect_every: Annotated[int, typer.Option(min=1, help="Run the detector every k frames (track in between).")] = 1,
     smoothing: Annotated[str, typer.Option(help="Landmark smoothing: gaussian, savgol, one-euro (causal), none.")] = "gaussian",
     sigma: Annotated[float, typer.Option(help="Gaussian smoothing sigma in frames.")] = 3.0,
@@ -113,9 +115,10 @@ def restore(
 
     _setup_logging(quiet)
     config = RestoreConfig(
-        model=model, model_options={"crop_size": crop_size} if crop_size else {}, upscale=upscale,
+        model=model, model_options={"crop_size": crop_size} if crop_size else {}, device=device, upscale=upscale,
         background=background, faces=faces, strength=strength, color_match=color_match, feather=feather,
-        detector=DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None),
+        detector=DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None,
+                                max_side=detect_size),
         tracker=TrackerConfig(detect_every=detect_every),
         smoothing=SmoothingConfig(method=smoothing, sigma=sigma),
         encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
@@ -199,10 +202,12 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     from fvr.models import builtin_registry
 
     registry = builtin_registry()
+    on = {d: registry.default_for(d) for d in ("cpu", "cuda")}
     rows = [
         {"name": e.spec.name, "kind": e.spec.kind, "temporal": e.spec.temporal, "causal": e.spec.causal,
-         "crop_size": e.spec.crop_size, "past": e.spec.past, "future": e.spec.future, "default": e.default,
-         "tags": list(e.spec.tags), "description": e.spec.description}
+         "crop_size": e.spec.crop_size, "past": e.spec.past, "future": e.spec.future,
+         "default": [d for d in on if on[d] == e.spec.name], "tags": list(e.spec.tags),
+         "description": e.spec.description}
         for e in registry.entries()
     ]
     if as_json:
@@ -211,7 +216,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     table = Table("name", "kind", "temporal", "causal", "crop", "context", "default", "description")
     for r in rows:
         table.add_row(r["name"], r["kind"], r["temporal"], "yes" if r["causal"] else "no", str(r["crop_size"]),
-                      f"-{r['past']}/+{r['future']}", "*" if r["default"] else "", r["description"])
+                      f"-{r['past']}/+{r['future']}", ",".join(r["default"]), r["description"])
     out.print(table)
 
 
@@ -277,11 +282,12 @@ def bench(
     seed: Annotated[int, typer.Option(help="Degradation seed (each clip derives its own from it).")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json/md and the plots.")] = Path("bench-out"),
     frames: Annotated[Optional[int], typer.Option(min=5, help="Use only the first N frames of each clip.")] = None,
-    clips: Annotated[str, typer.Option(help="Glob on clip file names.")] = "*",
+    clips: Annotated[str, typer.Option(help="Glob on clip file names (comma-separated globs for several).")] = "*",
     upscale: Annotated[Optional[int], typer.Option(help="Output scale (default: the preset's, or auto for --real).")] = None,
     metrics: Annotated[Optional[str], typer.Option(help="Comma-separated metric subset (default: all).")] = None,
     keep_outputs: Annotated[bool, typer.Option("--keep-outputs", help="Keep each method's output frames.")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Degradation cache folder (default: OUT/cache).")] = None,
+    grid_clips: Annotated[str, typer.Option(help="Comma-separated globs: clips whose face crops go into crops.png.")] = "*",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Benchmark restorers: degrade clips, restore them with each method, measure, write tables and plots."""
@@ -296,7 +302,7 @@ def bench(
         data=data or real, out=out_dir, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         preset=preset, seed=seed, frames=frames, clips=clips, real=real is not None, upscale=upscale,
         metrics=tuple(m.strip() for m in metrics.split(",")) if metrics else None, keep_outputs=keep_outputs,
-        cache=cache,
+        cache=cache, grid_clips=grid_clips,
     )
     with _BenchProgress(enabled=not quiet) as progress:
         results = run_bench(config, progress=progress)

@@ -50,7 +50,10 @@ ProgressCallback = Callable[[str, int, int], None]
 class RestoreConfig:
     """Everything ``fvr restore`` can be told. Defaults are what the CLI uses.
 
-    model: registry name (None = the registry's default); model_options go to the model's factory.
+    model: registry name or a ``.safetensors`` weight file (None = the default for the device: the shipped
+        ``fvr-fast`` on CPU, ``fvr-quality`` on CUDA, ``classical`` when no weights are installed);
+        model_options go to the model's factory.
+    device: where learned models run: "auto" (CUDA when available), "cpu" or "cuda".
     upscale: integer output scale; the background is up-sampled with ``background``
         (lanczos | bicubic | bilinear | realesrgan).
     faces: "all", "largest", or comma-separated track IDs as listed by ``fvr info``.
@@ -63,6 +66,7 @@ class RestoreConfig:
 
     model: str | None = None
     model_options: Mapping[str, object] = field(default_factory=dict)
+    device: str = "auto"
     upscale: int = 1
     background: str = "lanczos"
     faces: str = "all"
@@ -85,6 +89,21 @@ class RestoreConfig:
             raise ConfigError(f"chunk must be >= 1, got {self.chunk}")
         if not 0.0 < self.feather <= 0.5:
             raise ConfigError(f"feather must be in (0, 0.5], got {self.feather}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda" without a GPU is a one-line error."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu or auto)")
+    return "cpu"
 
 
 @dataclass
@@ -256,7 +275,9 @@ def restore_video(
     out_path = check_output_path(output, input)
     registry = registry or builtin_registry()
     if restorer is None:
-        restorer = registry.create(config.model, **dict(config.model_options))
+        restorer = registry.create(config.model, device=resolve_device(config.device), **dict(config.model_options))
+    if getattr(restorer, "frame_model", False):
+        return _restore_whole_frames(input, out_path, restorer, config, progress)
     warnings: list[str] = []
 
     with MediaSource(input, sequence_fps=config.sequence_fps) as source:
@@ -280,6 +301,27 @@ def restore_video(
         width=info.width * config.upscale, height=info.height * config.upscale, tracks=len(selected.tracks),
         face_frames=frames.face_frames, scene_cuts=len(raw_tracks.scene_cuts),
         seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings,
+    )
+
+
+FRAME_TILE = 512
+"""Whole-frame models run on spatial tiles of this many output pixels (bounded memory at any frame size)."""
+
+
+def _restore_whole_frames(input: str | Path, out_path: Path, restorer: Restorer, config: RestoreConfig,
+                          progress: ProgressCallback | None) -> RestoreReport:
+    """A whole-frame model (generic video restoration, e.g. ``basicvsr``): no face analysis; every frame, up-sampled
+    by ``config.upscale``, goes through the network in overlapping chunks (its declared context) and tiles."""
+    from fvr.models.framewise import restore_frames_video
+
+    net = restorer.net  # type: ignore[attr-defined]
+    report = restore_frames_video(input, out_path, net, upscale=config.upscale, chunk=config.chunk,
+                                  overlap=max(restorer.spec.past, restorer.spec.future), tile=FRAME_TILE,
+                                  encode=config.encode, sequence_fps=config.sequence_fps, progress=progress)
+    return RestoreReport(
+        input=str(input), output=report.output, model=restorer.spec.name, frames=report.frames,
+        width=report.width, height=report.height, tracks=0, face_frames=0, scene_cuts=0,
+        seconds_analyse=0.0, seconds_restore=report.seconds, warnings=[],
     )
 
 

@@ -18,6 +18,7 @@ Memory is bounded: frames are streamed, only per-frame scalars and one crop per 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import multiprocessing
@@ -72,7 +73,7 @@ class BenchConfig:
     methods: names, see :mod:`fvr.bench.methods`.
     preset / seed: degradation (``fvr degrade``); each clip draws its own parameters from (seed, clip name).
     frames: use only the first N frames of each clip (None = all).
-    clips: glob on file names inside ``data``.
+    clips: glob (or comma-separated globs) on file names inside ``data``.
     upscale: output scale; None = the preset's down-sampling factor (ground truth mode) or, for real clips, the
         smallest of 1/2/4 that brings the median face to >= 256 px.
     metrics: crop metrics to compute (None = all that apply).
@@ -80,6 +81,8 @@ class BenchConfig:
     isolate: run each method in a fresh process (per-run peak RSS); False runs in-process (tests).
     keep_outputs: keep each method's PNG outputs under ``out/outputs``.
     cache: degradation cache folder (default ``out/cache``).
+    grid_clips: comma-separated globs of the clips whose crops go into crops.png (e.g. only clips whose licence
+        allows publishing their frames); the metrics cover every clip either way.
     """
 
     data: Path
@@ -97,6 +100,7 @@ class BenchConfig:
     keep_outputs: bool = False
     cache: Path | None = None
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    grid_clips: str = "*"
 
     def validate(self) -> None:
         if not Path(self.data).is_dir():
@@ -110,8 +114,10 @@ class BenchConfig:
 
 
 def list_clips(folder: Path, pattern: str) -> list[Path]:
-    """Video files (and image-sequence folders) in ``folder`` whose names match ``pattern``, sorted."""
-    clips = sorted(p for p in Path(folder).glob(pattern)
+    """Video files (and image-sequence folders) in ``folder`` whose names match ``pattern`` (comma-separated globs),
+    sorted."""
+    found = {p for glob in pattern.split(",") if glob.strip() for p in Path(folder).glob(glob.strip())}
+    clips = sorted(p for p in found
                    if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or (p.is_dir() and any(p.glob("*.png"))))
     if not clips:
         raise InputError(f"no clips matching {pattern!r} in {folder}")
@@ -264,7 +270,9 @@ def run_bench(config: BenchConfig, progress: BenchProgress | None = None) -> dic
     data = build_results(config, methods, results, seconds=time.perf_counter() - t0, environment=_environment())
     (out / "results.json").write_text(json.dumps(data, indent=1, allow_nan=False))
     write_markdown(data, out / "results.md")
-    write_plots(data, results, out)
+    shown = [r for r in results if any(fnmatch.fnmatch(r.name, g.strip()) or fnmatch.fnmatch(f"{r.name}.*", g.strip())
+                                       for g in config.grid_clips.split(",") if g.strip())]
+    write_plots(data, shown, out)
     return data
 
 

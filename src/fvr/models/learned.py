@@ -1,12 +1,18 @@
-"""Registers every learned architecture under ``NAME`` (quality preset) and ``NAME-fast`` (fast preset).
+"""Registers every learned architecture under ``NAME`` (quality preset) and ``NAME-fast`` (fast preset), and every
+weight file shipped in the package (``fvr/weights/*.safetensors``) under its file name.
 
-A registered learned model needs weights: ``weights=FILE`` (an fvr safetensors file from ``fvr train``), else the
+A registered architecture needs weights: ``weights=FILE`` (an fvr safetensors file from ``fvr train``), else the
 weights shipped inside the package for that name (``fvr/weights/NAME.safetensors``) when there are some, else a
 one-line error. ``allow_random=True`` builds an untrained network (tests, speed measurements).
+
+A shipped file with any other name (``fvr-fast``, ``fvr-quality``, the baselines) is a model of its own: its spec
+comes from the file (architecture, size, crop). :data:`SHIPPED_DEFAULTS` makes ``fvr-fast`` the default on CPU and
+``fvr-quality`` the default on CUDA when their files are present. Model cards: docs/model-cards/.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +25,60 @@ if TYPE_CHECKING:
     from fvr.models.registry import ModelRegistry
 
 
-def shipped_weights(name: str) -> Path | None:
+SHIPPED_DEFAULTS = {"fvr-fast": ("cpu",), "fvr-quality": ("cuda",)}
+"""Shipped model -> the devices on which ``fvr restore`` uses it when no --model is given."""
+
+
+def weights_dir() -> Path:
+    """The package folder of shipped weight files."""
+    return Path(str(resources.files("fvr"))) / "weights"
+
+
+def shipped_weights(name: str, folder: Path | None = None) -> Path | None:
     """The weight file shipped in the package for registry name ``name``, if any."""
-    path = Path(str(resources.files("fvr"))) / "weights" / f"{name}.safetensors"
+    path = (folder or weights_dir()) / f"{name}.safetensors"
     return path if path.is_file() else None
+
+
+def _shipped_factory(path: Path, name: str):
+    def create(device: str = "cpu") -> Restorer:
+        from fvr.models.nets import architectures
+        from fvr.models.nets.core import restorer_from_weights
+
+        return restorer_from_weights(path, architectures(), device=device, name=name)
+
+    return create
+
+
+def register_shipped(registry: ModelRegistry, folder: Path | None = None) -> list[str]:
+    """Register each weight file in ``folder`` (default: the package's) whose name is not an architecture's
+    registry name; returns the names registered. The spec is read from the file's metadata (no tensors loaded)."""
+    import json
+
+    from fvr.models.nets import architectures
+    from fvr.models.nets.core import config_from_dict, read_metadata
+
+    archs = architectures()
+    folder = folder or weights_dir()
+    names = []
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        name = path.stem
+        if name in registry.names():
+            continue  # NAME / NAME-fast: the architecture's own factory loads it
+        meta = read_metadata(path)
+        arch = archs.get(meta.get("arch", ""))
+        if arch is None:
+            raise ConfigError(f"shipped weights {path.name}: unknown architecture {meta.get('arch')!r}")
+        preset = meta.get("preset", "fast")
+        config = config_from_dict(arch.config, json.loads(meta.get("config", "{}")))
+        spec = arch.restorer_spec(preset, name=name, crop_size=int(meta.get("crop_size", 0)) or None,
+                                  config=config)
+        description = meta.get("description") or f"{arch.description} (shipped weights)"
+        spec = replace(spec, description=description, tags=(*spec.tags, "shipped"))
+        registry.register(spec, _shipped_factory(path, name), default_on=SHIPPED_DEFAULTS.get(name, ()),
+                          uses_device=True)
+        names.append(name)
+    return names
 
 
 def _factory(arch: ArchSpec, preset: str, name: str):
@@ -45,7 +101,8 @@ def _factory(arch: ArchSpec, preset: str, name: str):
         size, default = arch.preset(preset)
         config = config_from_dict(arch.config, {**config_to_dict(default), **overrides})
         spec = arch.restorer_spec(preset, name=name, crop_size=crop_size or size, config=config)
-        return TorchRestorer(spec, arch.build(config), uses_prior=arch.uses_prior, device=device)
+        return TorchRestorer(spec, arch.build(config), uses_prior=arch.uses_prior, device=device,
+                             frame_model=arch.frame_model)
 
     return create
 
@@ -57,4 +114,5 @@ def register(registry: ModelRegistry) -> None:
     for arch in architectures().values():
         for preset in ("quality", "fast"):
             name = registry_name(arch.name, preset)
-            registry.register(arch.restorer_spec(preset, name=name), _factory(arch, preset, name))
+            registry.register(arch.restorer_spec(preset, name=name), _factory(arch, preset, name), uses_device=True)
+    register_shipped(registry)

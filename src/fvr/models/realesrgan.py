@@ -210,4 +210,4 @@ class RealESRGANRestorer(Restorer):
 
 
 def register(registry: ModelRegistry) -> None:
-    registry.register(realesrgan_spec(), RealESRGANRestorer)
+    registry.register(realesrgan_spec(), RealESRGANRestorer, uses_device=True)

@@ -8,7 +8,7 @@ group (each entry point is a callable that receives the registry and registers i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 
 from fvr.errors import ConfigError
@@ -17,11 +17,20 @@ from fvr.models.base import Restorer, RestorerSpec
 RestorerFactory = Callable[..., Restorer]
 
 
+DEVICES = ("cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
+    """spec and factory of one model. default: the fallback default. default_on: devices ("cpu", "cuda") on which
+    this model is the default instead (the shipped fast model on CPU, the quality model on GPU). uses_device: the
+    factory takes ``device=`` (learned models); the others always run on the CPU."""
+
     spec: RestorerSpec
     factory: RestorerFactory
     default: bool = False
+    default_on: tuple[str, ...] = ()
+    uses_device: bool = False
 
 
 class ModelRegistry:
@@ -30,12 +39,18 @@ class ModelRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, ModelEntry] = {}
 
-    def register(self, spec: RestorerSpec, factory: RestorerFactory, *, default: bool = False) -> None:
+    def register(self, spec: RestorerSpec, factory: RestorerFactory, *, default: bool = False,
+                 default_on: tuple[str, ...] = (), uses_device: bool = False) -> None:
         if spec.name in self._entries:
             raise ValueError(f"model {spec.name!r} is already registered")
+        if unknown := set(default_on) - set(DEVICES):
+            raise ValueError(f"default_on: unknown device {min(unknown)!r}; choose from {DEVICES}")
         if default:
-            self._entries = {k: ModelEntry(e.spec, e.factory, False) for k, e in self._entries.items()}
-        self._entries[spec.name] = ModelEntry(spec, factory, default)
+            self._entries = {k: replace(e, default=False) for k, e in self._entries.items()}
+        if default_on:  # one default per device: the newest registration wins (plug-ins register last)
+            self._entries = {k: replace(e, default_on=tuple(d for d in e.default_on if d not in default_on))
+                             for k, e in self._entries.items()}
+        self._entries[spec.name] = ModelEntry(spec, factory, default, tuple(default_on), uses_device)
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -45,18 +60,31 @@ class ModelRegistry:
 
     @property
     def default_name(self) -> str:
+        """The fallback default (used when no model is the default for the device at hand)."""
         for name, entry in self._entries.items():
             if entry.default:
                 return name
         raise ConfigError("no default model is registered")
 
+    def default_for(self, device: str) -> str:
+        """The default model on ``device`` ("cpu" or "cuda"): the one registered with that device in
+        ``default_on`` (fvr's shipped weights), else :attr:`default_name`."""
+        for name, entry in self._entries.items():
+            if device in entry.default_on:
+                return name
+        return self.default_name
+
     def spec(self, name: str) -> RestorerSpec:
         return self._entry(name).spec
 
-    def create(self, name: str | None = None, **options: object) -> Restorer:
-        if name is not None and name.endswith(".safetensors"):  # a weight file from `fvr train`
-            return _from_file(name, **options)
-        entry = self._entry(name or self.default_name)
+    def create(self, name: str | None = None, *, device: str | None = None, **options: object) -> Restorer:
+        """Build model ``name`` (None: the default for ``device``; a path ending in .safetensors: a weight file
+        from ``fvr train``). ``device`` ("cpu", "cuda"; None = CPU) reaches the models that run on one."""
+        if name is not None and name.endswith(".safetensors"):
+            return _from_file(name, device=device or "cpu", **options)
+        entry = self._entry(name or self.default_for(device or "cpu"))
+        if entry.uses_device and device is not None:
+            options = {"device": device, **options}
         try:
             return entry.factory(**options)
         except TypeError as exc:

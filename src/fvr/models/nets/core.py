@@ -222,10 +222,12 @@ class TorchRestorer(Restorer):
     """
 
     def __init__(self, spec: RestorerSpec, net: nn.Module, *, uses_prior: bool = False, device: str = "cpu",
-                 batch: int = 8):
+                 batch: int = 8, frame_model: bool = False):
         self.spec = spec
         self.net = net.to(device).eval()
         self.uses_prior = uses_prior
+        # a whole-frame model (generic video restoration): fvr.restore_video runs it with fvr.models.framewise
+        self.frame_model = frame_model
         self.device = torch.device(device)
         self.batch = max(1, batch)
 
@@ -254,4 +256,5 @@ def restorer_from_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, de
     loaded = load_weights(path, archs, device=device)
     spec = loaded.arch.restorer_spec(loaded.preset, name=name or Path(path).stem, crop_size=loaded.crop_size,
                                      config=loaded.config)
-    return TorchRestorer(spec, loaded.net, uses_prior=loaded.arch.uses_prior, device=device)
+    return TorchRestorer(spec, loaded.net, uses_prior=loaded.arch.uses_prior, device=device,
+                         frame_model=loaded.arch.frame_model)
