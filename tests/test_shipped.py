@@ -93,11 +93,13 @@ def test_device_option_is_validated() -> None:
 def test_whole_frame_model_runs_through_restore_video(tmp_path: Path) -> None:
     """A frame model (basicvsr) given to fvr.restore_video runs on whole frames: no face analysis, every frame
     kept with its timestamp, the output up-scaled."""
+    from media import write_video
+
     from fvr.io import MediaSource
     from fvr.pipeline import RestoreConfig, restore_video
 
-    src = tmp_path / "in.mp4"
-    _synthetic_video(src, frames=7, size=(48, 32))
+    frames = (np.random.default_rng(0).random((7, 32, 48, 3)) * 255).astype(np.uint8)
+    src = write_video(tmp_path / "in.mp4", frames)
     restorer = builtin_registry(plugins=False).create("basicvsr-fast", allow_random=True)
     assert restorer.frame_model
     report = restore_video(src, tmp_path / "out.mp4", RestoreConfig(upscale=2, chunk=3), restorer=restorer)
@@ -105,21 +107,6 @@ def test_whole_frame_model_runs_through_restore_video(tmp_path: Path) -> None:
     with MediaSource(tmp_path / "out.mp4") as out, MediaSource(src) as inp:
         assert [f.pts for f in out.frames()] == [f.pts for f in inp.frames()]
         assert (out.info.width, out.info.height) == (96, 64)
-
-
-def _synthetic_video(path: Path, frames: int, size: tuple[int, int]) -> None:
-    import av
-
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for i in range(frames):
-            rgb = (rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
 
 
 # ----------------------------------------------------------------------------------------------- what fvr ships

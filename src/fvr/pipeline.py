@@ -37,8 +37,16 @@ from fvr.faces import (
     transform_points,
     warp_to_crop,
 )
-from fvr.io import EncodeOptions, Frame, MediaSource, VideoInfo, check_output_path, open_sink
+from fvr.io import (
+    EncodeOptions,
+    Frame,
+    MediaSource,
+    VideoInfo,
+    check_output_path,
+    open_sink,
+)
 from fvr.models import ModelRegistry, Restorer, builtin_registry
+from fvr.models.registry import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +99,6 @@ class RestoreConfig:
             raise ConfigError(f"feather must be in (0, 0.5], got {self.feather}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda" without a GPU is a one-line error."""
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu or auto)")
-    return "cpu"
 
 
 @dataclass
@@ -275,7 +270,8 @@ def restore_video(
     out_path = check_output_path(output, input)
     registry = registry or builtin_registry()
     if restorer is None:
-        restorer = registry.create(config.model, device=resolve_device(config.device), **dict(config.model_options))
+        restorer = registry.create(config.model, device=resolve_device(config.device, "--device"),
+                                   **dict(config.model_options))
     if getattr(restorer, "frame_model", False):
         return _restore_whole_frames(input, out_path, restorer, config, progress)
     warnings: list[str] = []

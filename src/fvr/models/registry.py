@@ -20,6 +20,20 @@ RestorerFactory = Callable[..., Restorer]
 DEVICES = ("cpu", "cuda")
 
 
+def resolve_device(device: str, option: str = "device") -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda" without a GPU is a one-line error naming
+    ``option`` (the setting the user gave: "--device", "run.device")."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ConfigError(f"{option} = cuda: torch sees no CUDA GPU on this machine (use auto or cpu)")
+    return "cpu"
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """spec and factory of one model. default: the fallback default. default_on: devices ("cpu", "cuda") on which

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from fvr.errors import ConfigError, OutputError, reason
+from fvr.models.registry import resolve_device
 from fvr.train.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
@@ -72,15 +73,6 @@ class TrainResult:
 # ----------------------------------------------------------------------------------------------- setup
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto: CUDA when available, else CPU; cuda without a GPU is a one-line error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device = cuda, but torch sees no CUDA device (use auto or cpu)")
-    return torch.device(name)
-
-
 def lr_at(step: int, optim: OptimSection) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay from lr to lr * min_lr_ratio at ``steps``."""
     if optim.warmup and step < optim.warmup:
@@ -108,24 +100,13 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
 
 def init_network(arch, path: str, options: Mapping[str, Any]) -> tuple[Any, int, nn.Module]:
     """(config, crop size, network) from a weights file of ``arch``, its config updated by ``options``."""
-    from safetensors.torch import load_file
+    from fvr.models.nets.core import load_weights, read_metadata
 
-    from fvr.models.nets.core import (
-        config_from_dict,
-        load_state_checked,
-        read_metadata,
-    )
-
-    if not Path(path).is_file():
-        raise ConfigError(f"model.init: {path} does not exist")
-    meta = read_metadata(path)
-    if meta.get("arch") != arch.name:
-        raise ConfigError(f"model.init: {path} holds weights of {meta.get('arch')!r}, not of {arch.name!r}")
-    cfg = config_from_dict(arch.config, {**json.loads(meta["config"]), **dict(options)})
-    net = arch.build(cfg)
-    load_state_checked(net, load_file(str(path)), f"model.init {path}")
-    size = int(meta.get("crop_size", 0)) or arch.preset(meta.get("preset", "fast"))[0]
-    return cfg, size, net
+    found = read_metadata(path).get("arch")
+    if found != arch.name:
+        raise ConfigError(f"model.init: {path} holds weights of {found!r}, not of {arch.name!r}")
+    loaded = load_weights(path, {arch.name: arch}, options=options)
+    return loaded.config, loaded.crop_size, loaded.net
 
 
 def build_network(arch, preset: str, options: Mapping[str, Any]) -> tuple[Any, int, nn.Module]:
@@ -335,7 +316,7 @@ class _Trainer:
         self.crop = config.data.crop_size or preset_size
         _check_combination(config, self.arch, self.crop)
         check_scales(config, self.crop)
-        self.device = resolve_device(config.run.device)
+        self.device = torch.device(resolve_device(config.run.device, "run.device"))
         self.out = Path(config.run.out)
         self.ckpt_dir = self.out / "checkpoints"
 

@@ -176,8 +176,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise ConfigError(f"{path} is not a readable safetensors weights file ({type(exc).__name__})") from None
 
 
-def load_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str = "cpu") -> LoadedModel:
-    """Rebuild the network a weight file describes and load its tensors (strictly: every key, every shape)."""
+def load_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str = "cpu",
+                 options: Mapping[str, Any] | None = None) -> LoadedModel:
+    """Rebuild the network a weight file describes and load its tensors (strictly: every key, every shape).
+    ``options`` update the file's config before the network is built (fine-tuning, a codebook's stage 2)."""
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
@@ -188,7 +190,7 @@ def load_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str
         raise ConfigError(f"{path} is for architecture {meta['arch']!r}, which this fvr does not have; known: "
                           f"{', '.join(sorted(archs))}")
     arch = archs[meta["arch"]]
-    config = config_from_dict(arch.config, json.loads(meta["config"]))
+    config = config_from_dict(arch.config, {**json.loads(meta["config"]), **dict(options or {})})
     net = arch.build(config)
     state = load_file(str(path), device=device)
     load_state_checked(net, state, str(path))
