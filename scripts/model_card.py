@@ -42,7 +42,9 @@ def _bench_table(results: dict, method: str) -> list[str]:
         out.append(f"| {m} | " + " | ".join(f"{means[m][k]:.4g}" for k in keys) + " |")
     cfg = results["config"]
     out.append("")
-    out.append(f"Benchmark: `fvr bench --data {cfg['data']} --preset {cfg['preset']} --frames {cfg['frames']}` "
+    coverage = cfg.get("mask_coverage", 1.0)
+    paste = f" --mask-coverage {coverage:g}" if coverage != 1.0 else ""
+    out.append(f"Benchmark: `fvr bench --data {cfg['data']} --preset {cfg['preset']} --frames {cfg['frames']}{paste}` "
                f"(seed {cfg['seed']}, {len(results['clips'])} clips, metrics on {cfg['crop_size']}² crops aligned "
                "with the ground truth's landmarks; fps is end to end on the benchmark machine).")
     return out

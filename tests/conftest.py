@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,3 +25,16 @@ def yunet_model() -> Path:
     if not path.is_file():
         pytest.skip(f"YuNet model file not available at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def private_fvr_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Converted weights go to a temporary cache, never to the user's ~/.cache (use per module with
+    ``pytestmark = pytest.mark.usefixtures("private_fvr_cache")``)."""
+    old = os.environ.get("FVR_CACHE")
+    os.environ["FVR_CACHE"] = str(tmp_path_factory.mktemp("fvr-cache"))
+    yield
+    if old is None:
+        os.environ.pop("FVR_CACHE", None)
+    else:
+        os.environ["FVR_CACHE"] = old

@@ -47,6 +47,22 @@ def test_resolve_methods_builtin_and_registry():
         resolve_methods(["bicubic", "bicubic"], builtin_registry())
 
 
+def test_resolve_methods_stabilised_and_model_files(tmp_path):
+    from fvr.models.nets import architectures, save_weights
+
+    registry = builtin_registry()
+    [stab] = resolve_methods(["classical+flow"], registry)
+    assert stab.model == "classical+flow" and "stabiliser `flow`" in stab.description
+    arch = architectures()["unet"]
+    size, config = arch.preset("tiny")
+    path = save_weights(tmp_path / "mine.safetensors", arch, config, arch.build(config), size, "tiny")
+    plain, wrapped = resolve_methods([str(path), f"{path}+flow-causal"], registry)
+    assert (plain.name, plain.model) == ("mine.safetensors", str(path))
+    assert (wrapped.name, wrapped.model) == ("mine.safetensors+flow-causal", f"{path}+flow-causal")
+    with pytest.raises(ConfigError, match="unknown method"):
+        resolve_methods(["nope+flow"], registry)
+
+
 def test_clip_seed_is_stable_and_distinct():
     assert clip_seed(0, "a.mp4") == clip_seed(0, "a.mp4")
     assert clip_seed(0, "a.mp4") != clip_seed(0, "b.mp4")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 from pathlib import Path
@@ -17,7 +16,12 @@ from fvr.compose.background import BACKGROUNDS, make_background, upscale_frame
 from fvr.errors import ConfigError
 from fvr.models import builtin_registry
 from fvr.models.ncnn_weights import TAG_FP16, parse_param, read_ncnn
-from fvr.models.realesrgan import RealESRGAN, RealESRGANRestorer, load_realesrgan_x4plus, realesrgan_x4plus_files
+from fvr.models.realesrgan import (
+    RealESRGAN,
+    RealESRGANRestorer,
+    load_realesrgan_x4plus,
+    realesrgan_x4plus_files,
+)
 from fvr.models.rrdbnet import (
     RRDBNet,
     cached_rrdbnet_from_ncnn,
@@ -26,17 +30,7 @@ from fvr.models.rrdbnet import (
     rrdbnet_from_ncnn,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Converted weights go to a temporary cache, never to the user's ~/.cache."""
-    old = os.environ.get("FVR_CACHE")
-    os.environ["FVR_CACHE"] = str(tmp_path_factory.mktemp("fvr-cache"))
-    yield
-    if old is None:
-        os.environ.pop("FVR_CACHE", None)
-    else:
-        os.environ["FVR_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("private_fvr_cache")
 
 
 @pytest.fixture(scope="module")

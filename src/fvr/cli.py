@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from fvr.errors import FvrError
+from fvr.errors import ConfigError, FvrError
 
 app = typer.Typer(
     name="fvr",
@@ -81,11 +81,49 @@ def _setup_logging(quiet: bool) -> None:
     )
 
 
+def _parse_value(text: str) -> object:
+    """A --model-opt value: int, float, true/false, else the string itself (e.g. "-1,1", "bgr")."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def _model_options(pairs: list[str] | None, crop_size: int | None) -> dict[str, object]:
+    """--model-opt KEY=VALUE pairs (and --crop-size) -> the model factory's keyword options."""
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-opt wants KEY=VALUE, got {pair!r}")
+        options[key.strip()] = _parse_value(value)
+    if crop_size:
+        options["crop_size"] = crop_size
+    return options
+
+
+def _stabiliser_options(window: int | None, strength: float | None) -> dict[str, object]:
+    options: dict[str, object] = {}
+    if window is not None:
+        options["window"] = window
+    if strength is not None:
+        options["strength"] = strength
+    return options
+
+
 @app.command()
 def restore(
     input: Annotated[Path, typer.Argument(help="Video file, or a folder of PNG/JPEG frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov) or folder for PNGs.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`) or a .safetensors file from `fvr train`. Default: fvr-fast on CPU, fvr-quality on CUDA.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`), a .safetensors file from `fvr train`, an .onnx model, or a GFPGAN/CodeFormer/... checkpoint with fvr[spandrel] (docs/external-models.md). Default: fvr-fast on CPU, fvr-quality on CUDA.")] = None,
+    stabilise: Annotated[Optional[str], typer.Option("--stabilise", help="Temporal stabiliser around the model: flow (offline), flow-causal (streaming), learned (shipped, trained around image-baseline), or a trained stabiliser .safetensors.")] = None,
+    stabilise_window: Annotated[Optional[int], typer.Option(min=0, max=8, help="Stabiliser: neighbours fused on each side (default 2).")] = None,
+    stabilise_strength: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Stabiliser: 0 = per-frame output, 1 = fully fused (default 1).")] = None,
     device: Annotated[str, typer.Option(help="Where learned models run: auto (CUDA when available), cpu, cuda.")] = "auto",
     upscale: Annotated[int, typer.Option("--upscale", "-u", min=1, max=8, help="Output scale factor.")] = 1,
     faces: Annotated[str, typer.Option(help="'all', 'largest', or track IDs from `fvr info`, e.g. 0,2.")] = "all",
@@ -94,10 +132,12 @@ def restore(
     preset: Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")] = "medium",
     codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")] = "libx264",
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Default: yuv420p (yuv444p for odd sizes).")] = None,
-    background: Annotated[str, typer.Option(help="Background up-sampling: lanczos, bicubic, bilinear, realesrgan (slow on CPU).")] = "lanczos",
+    background: Annotated[str, typer.Option(help="Background up-sampling: lanczos, bicubic, bilinear, compact (fast learned x2-x4), realesrgan (slow on CPU), or a super-resolution checkpoint file with fvr[spandrel].")] = "lanczos",
     color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Match face colours to the input.")] = False,
     feather: Annotated[float, typer.Option(help="Mask edge softness (fraction of the crop).")] = 0.06,
+    mask_coverage: Annotated[float, typer.Option(min=0.25, max=2.0, help="Size of the pasted face region: 1 = brows to chin, ~1.6 = nearly the whole aligned crop (hair included).")] = 1.0,
     crop_size: Annotated[Optional[int], typer.Option(help="Override the model's crop size (128/256/512).")] = None,
+    model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", help="KEY=VALUE for the model's loader, repeatable (e.g. range=-1,1 channels=bgr w=0.7 for an .onnx file; see docs/external-models.md).")] = None,
     detector: Annotated[str, typer.Option(help="Face detector: mtcnn (built in) or yunet.")] = "mtcnn",
     detector_model: Annotated[Optional[Path], typer.Option(help="Model file for yunet (face_detection_yunet_*.onnx).")] = None,
     detect_size: Annotated[int, typer.Option(min=64, help="Frames are shrunk to this longest side for detection (smaller is faster; faces must stay >= 20 px).")] = 960,
@@ -105,18 +145,23 @@ def restore(
     smoothing: Annotated[str, typer.Option(help="Landmark smoothing: gaussian, savgol, one-euro (causal), none.")] = "gaussian",
     sigma: Annotated[float, typer.Option(help="Gaussian smoothing sigma in frames.")] = 3.0,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate for image-sequence input.")] = None,
+    segment_frames: Annotated[int, typer.Option(min=1, help="Videos longer than this are restored in segments of this many frames, with progress kept on disk (see --resume).")] = 1500,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command: finished segments are kept.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
 ) -> None:
     """Restore every face of a video and write it with timing, audio and subtitles intact."""
     from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
     from fvr.io import EncodeOptions
-    from fvr.pipeline import RestoreConfig, restore_video
+    from fvr.jobs import restore_video_job
+    from fvr.pipeline import RestoreConfig
 
     _setup_logging(quiet)
     config = RestoreConfig(
-        model=model, model_options={"crop_size": crop_size} if crop_size else {}, device=device, upscale=upscale,
+        model=model, model_options=_model_options(model_opt, crop_size), device=device, upscale=upscale,
+        stabilise=stabilise, stabilise_options=_stabiliser_options(stabilise_window, stabilise_strength),
         background=background, faces=faces, strength=strength, color_match=color_match, feather=feather,
+        mask_coverage=mask_coverage,
         detector=DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None,
                                 max_side=detect_size),
         tracker=TrackerConfig(detect_every=detect_every),
@@ -125,7 +170,8 @@ def restore(
         sequence_fps=fps,
     )
     with _RichProgress(enabled=not quiet and not as_json) as progress:
-        report = restore_video(input, output, config, progress=progress)
+        report = restore_video_job(input, output, config, segment_frames=segment_frames, resume=resume,
+                                   progress=progress)
     if as_json:
         out.print_json(json.dumps({**asdict(report), "fps": report.fps}))
     elif not quiet:
@@ -288,6 +334,7 @@ def bench(
     keep_outputs: Annotated[bool, typer.Option("--keep-outputs", help="Keep each method's output frames.")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Degradation cache folder (default: OUT/cache).")] = None,
     grid_clips: Annotated[str, typer.Option(help="Comma-separated globs: clips whose face crops go into crops.png.")] = "*",
+    mask_coverage: Annotated[float, typer.Option(min=0.25, max=2.0, help="Pasted face region of every method (as fvr restore --mask-coverage).")] = 1.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Benchmark restorers: degrade clips, restore them with each method, measure, write tables and plots."""
@@ -302,7 +349,7 @@ def bench(
         data=data or real, out=out_dir, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         preset=preset, seed=seed, frames=frames, clips=clips, real=real is not None, upscale=upscale,
         metrics=tuple(m.strip() for m in metrics.split(",")) if metrics else None, keep_outputs=keep_outputs,
-        cache=cache, grid_clips=grid_clips,
+        cache=cache, grid_clips=grid_clips, mask_coverage=mask_coverage,
     )
     with _BenchProgress(enabled=not quiet) as progress:
         results = run_bench(config, progress=progress)

@@ -61,6 +61,9 @@ class RestoreConfig:
     model: registry name or a ``.safetensors`` weight file (None = the default for the device: the shipped
         ``fvr-fast`` on CPU, ``fvr-quality`` on CUDA, ``classical`` when no weights are installed);
         model_options go to the model's factory.
+    stabilise: wrap the model with a temporal stabiliser: "flow" (training-free, offline), "flow-causal", or a
+        ``.safetensors`` file of a trained ``stabiliser``; stabilise_options: its window, strength, ...
+        (see :mod:`fvr.models.stabilise`).
     device: where learned models run: "auto" (CUDA when available), "cpu" or "cuda".
     upscale: integer output scale; the background is up-sampled with ``background``
         (lanczos | bicubic | bilinear | realesrgan).
@@ -68,12 +71,16 @@ class RestoreConfig:
     strength: 0 keeps the input face, 1 uses the restored face fully.
     color_match: pull the restored face's colours to the input's (Lab mean/std in the mask).
     feather: mask edge softness, fraction of the crop size.
+    mask_coverage: size of the pasted face ellipse (1 = brows to chin; larger also pastes the restored hair and
+        surroundings inside the crop, up to ~1.6 for nearly the whole crop).
     chunk: frames per restorer call per track (memory/latency vs. batching efficiency).
     sequence_fps: frame rate assumed for image-sequence inputs.
     """
 
     model: str | None = None
     model_options: Mapping[str, object] = field(default_factory=dict)
+    stabilise: str | None = None
+    stabilise_options: Mapping[str, object] = field(default_factory=dict)
     device: str = "auto"
     upscale: int = 1
     background: str = "lanczos"
@@ -81,6 +88,7 @@ class RestoreConfig:
     strength: float = 1.0
     color_match: bool = False
     feather: float = 0.06
+    mask_coverage: float = 1.0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
@@ -97,6 +105,10 @@ class RestoreConfig:
             raise ConfigError(f"chunk must be >= 1, got {self.chunk}")
         if not 0.0 < self.feather <= 0.5:
             raise ConfigError(f"feather must be in (0, 0.5], got {self.feather}")
+        if self.stabilise_options and not self.stabilise:
+            raise ConfigError("stabiliser options were given without a stabiliser (--stabilise flow|flow-causal|FILE)")
+        if not 0.25 <= self.mask_coverage <= 2.0:
+            raise ConfigError(f"mask coverage must be in [0.25, 2], got {self.mask_coverage}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -201,7 +213,7 @@ class _Restorer:
         self.restorer = restorer
         self.config = config
         self.size = restorer.spec.crop_size
-        self.mask = face_mask(self.size, feather=config.feather)
+        self.mask = face_mask(self.size, feather=config.feather, coverage=config.mask_coverage)
         self.background = make_background(config.background, config.upscale)  # built once (a network, maybe)
         self.runners = {t.id: _TrackRunner(t, restorer, config.chunk) for t in tracks.tracks}
         self.queue: deque[_Waiting] = deque()
@@ -249,6 +261,21 @@ class _Restorer:
             yield w.frame, rgb
 
 
+def build_restorer(config: RestoreConfig, registry: ModelRegistry) -> Restorer:
+    """The restorer ``config`` asks for: ``model`` (with ``model_options``) on ``device``, wrapped with the
+    temporal stabiliser when ``stabilise`` is set."""
+    # onnxruntime picks its own provider for "auto": a CUDA torch does not imply a CUDA onnxruntime
+    onnx = config.model is not None and ".onnx" in config.model.lower()
+    device = config.device if onnx else resolve_device(config.device, "--device")
+    restorer = registry.create(config.model, device=device, **dict(config.model_options))
+    if config.stabilise:
+        from fvr.models.stabilise import stabilised
+
+        restorer = stabilised(restorer, config.stabilise, dict(config.stabilise_options),
+                              device=resolve_device(config.device, "--device"))
+    return restorer
+
+
 def restore_video(
     input: str | Path,
     output: str | Path,
@@ -270,8 +297,7 @@ def restore_video(
     out_path = check_output_path(output, input)
     registry = registry or builtin_registry()
     if restorer is None:
-        restorer = registry.create(config.model, device=resolve_device(config.device, "--device"),
-                                   **dict(config.model_options))
+        restorer = build_restorer(config, registry)
     if getattr(restorer, "frame_model", False):
         return _restore_whole_frames(input, out_path, restorer, config, progress)
     warnings: list[str] = []

@@ -8,15 +8,19 @@ that differences between methods come from the faces. Built-in names:
 * ``realesrgan`` — Real-ESRGAN x4plus, the general image-restoration baseline, per frame on aligned face crops;
 * ``realesrgan-frame`` — Real-ESRGAN x4plus on the whole frame (tiled); faces untouched. Slow on a CPU.
 
-Any other name is looked up in the model registry (``fvr models``) and run on the faces with a bicubic background.
+Any other name is looked up in the model registry (``fvr models``) and run on the faces with a bicubic background;
+a model file (``.onnx``, a checkpoint, an fvr ``.safetensors``) runs that file; ``MODEL+STABILISER`` (e.g.
+``image-baseline+flow``, ``gfpgan.onnx+flow``) runs the model wrapped with a temporal stabiliser.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from fvr.errors import ConfigError
 from fvr.models import ModelRegistry
+from fvr.models.stabilise import parse_method
 from fvr.pipeline import RestoreConfig
 
 
@@ -47,6 +51,12 @@ BUILTIN_METHODS = {
 }
 
 
+def _model_file(name: str) -> bool:
+    from fvr.models.files import is_model_file
+
+    return is_model_file(name) and Path(name).is_file()
+
+
 def resolve_methods(names: list[str], registry: ModelRegistry) -> list[BenchMethod]:
     """Method names (comma-split already) -> methods; unknown names give a one-line :class:`ConfigError`."""
     if not names:
@@ -58,6 +68,14 @@ def resolve_methods(names: list[str], registry: ModelRegistry) -> list[BenchMeth
             methods.append(BUILTIN_METHODS[name])
         elif name in known:
             methods.append(BenchMethod(name, model=name, description=registry.spec(name).description))
+        elif _model_file(name):  # an .onnx graph or a checkpoint (fvr.models.files)
+            methods.append(BenchMethod(Path(name).name, model=name, description=f"model file `{Path(name).name}`"))
+        elif "+" in name and (parse_method(name)[0] in known or _model_file(parse_method(name)[0])):
+            model, stab = parse_method(name)  # MODEL+STABILISER
+            what = registry.spec(model).description if model in known else f"model file `{Path(model).name}`"
+            label = name if model in known else f"{Path(model).name}+{stab}"
+            methods.append(BenchMethod(label, model=name, description=f"{what}, with the temporal stabiliser "
+                                                                     f"`{stab}`"))
         else:
             choices = ", ".join(sorted(set(BUILTIN_METHODS) | known))
             raise ConfigError(f"unknown method {name!r}; choose from: {choices}")

@@ -183,6 +183,11 @@ KEY_METRICS = ("psnr", "stlpips", "ids", "ids_facenet", "lmd", "tlme", "ewarp", 
                "brisque", "vidd", "flicker_nr")
 
 
+def _coverage(cfg: dict) -> str:
+    coverage = cfg.get("mask_coverage", 1.0)
+    return "" if coverage == 1.0 else f"; faces pasted with --mask-coverage {coverage}"
+
+
 def write_markdown(data: dict, path: Path) -> None:
     cfg = data["config"]
     env = data["environment"]
@@ -193,7 +198,8 @@ def write_markdown(data: dict, path: Path) -> None:
         f"# fvr bench: {Path(cfg['data']).name}",
         "",
         (f"{len(data['clips'])} clips from `{cfg['data']}`, {mode}, {frames}; {cfg['crop_size']}² face crops "
-        f"aligned with the {'input' if data['mode'] == 'real' else 'ground truth'}'s smoothed landmarks. "
+        f"aligned with the {'input' if data['mode'] == 'real' else 'ground truth'}'s smoothed landmarks"
+        f"{_coverage(cfg)}. "
         f"Created {data['created']} by fvr {data['fvr_version']} in {data['seconds'] / 60:.1f} min on "
         f"{env['cpu_count']} CPU cores ({env['platform']}, torch {env['torch']})."),
         "",

@@ -83,6 +83,7 @@ class BenchConfig:
     cache: degradation cache folder (default ``out/cache``).
     grid_clips: comma-separated globs of the clips whose crops go into crops.png (e.g. only clips whose licence
         allows publishing their frames); the metrics cover every clip either way.
+    mask_coverage: size of the pasted face region for every method (``fvr restore --mask-coverage``).
     """
 
     data: Path
@@ -101,6 +102,7 @@ class BenchConfig:
     cache: Path | None = None
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     grid_clips: str = "*"
+    mask_coverage: float = 1.0
 
     def validate(self) -> None:
         if not Path(self.data).is_dir():
@@ -144,13 +146,14 @@ class MethodJob:
     output: str
     upscale: int
     fps: float | None  # for image-sequence inputs
+    mask_coverage: float = 1.0
 
 
 def run_method_job(job: MethodJob) -> dict:
     """Run one method on one clip (in a child process when isolated). Returns timing, memory and the report."""
     from fvr.pipeline import restore_video
 
-    base = RestoreConfig(sequence_fps=job.fps)
+    base = RestoreConfig(sequence_fps=job.fps, mask_coverage=job.mask_coverage)
     config = job.method.restore_config(base, job.upscale)
     registry = builtin_registry()
     t0 = time.perf_counter()
@@ -315,7 +318,8 @@ def _run_methods(methods: list[BenchMethod], lq: Path, work: Path, upscale: int,
         out_dir = work / method.name
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        runs[method.name] = _run_job(MethodJob(method, str(lq), str(out_dir), upscale, fps), config.isolate)
+        job = MethodJob(method, str(lq), str(out_dir), upscale, fps, config.mask_coverage)
+        runs[method.name] = _run_job(job, config.isolate)
         runs[method.name]["output"] = out_dir
     return runs
 

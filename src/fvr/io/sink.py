@@ -97,14 +97,23 @@ class VideoSink:
         size: tuple[int, int],
         options: EncodeOptions = EncodeOptions(),
         copy_streams: list[av.stream.Stream] | None = None,
+        video_template: av.VideoStream | None = None,
+        container_options: dict[str, str] | None = None,
     ):
         self.path = Path(path)
         self._tmp = _temp_sibling(self.path, directory=False)
         self._done = False
         self.frames_written = 0
+        # with a template, already encoded video packets are muxed (joining segments): no encoder is opened
+        self._remux = video_template is not None
         try:
-            self._container = av.open(str(self._tmp), mode="w", format=_muxer_for(self.path))
-            self._video = self._add_video_stream(info, size, options)
+            self._container = av.open(str(self._tmp), mode="w", format=_muxer_for(self.path),
+                                      options=container_options or {})
+            if video_template is not None:
+                self._video = self._container.add_stream_from_template(video_template)
+                self._time_base = video_template.time_base
+            else:
+                self._video = self._add_video_stream(info, size, options)
             self._copied = self._add_copied_streams(copy_streams or [])
         except av.error.FFmpegError as exc:
             self._cleanup()
@@ -158,6 +167,14 @@ class VideoSink:
         self._mux(self._video.encode(frame))
         self.frames_written += 1
 
+    def write_packet(self, packet: av.Packet) -> None:
+        """Mux one encoded video packet (remux mode: the sink was made with ``video_template``)."""
+        if not self._remux:
+            raise RuntimeError("write_packet needs a sink made with video_template")
+        packet.stream = self._video
+        self._mux([packet])
+        self.frames_written += 1
+
     def copy_packet(self, packet: av.Packet) -> None:
         """Mux an input packet untouched (no re-encode), if its stream is being copied."""
         out = self._copied.get(packet.stream.index)
@@ -178,7 +195,8 @@ class VideoSink:
         """Flush the encoder, finish the file and move it into place."""
         if self.frames_written == 0:
             raise OutputError(f"no frames were written to {self.path}")
-        self._mux(self._video.encode(None))
+        if not self._remux:
+            self._mux(self._video.encode(None))
         try:
             self._container.close()
         except (av.error.FFmpegError, OSError) as exc:

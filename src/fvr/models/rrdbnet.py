@@ -249,7 +249,7 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "fvr"
 
 
-def _sha256(*paths: Path) -> str:
+def files_sha256(*paths: Path) -> str:
     digest = hashlib.sha256(CONVERTER_VERSION.encode())
     for path in paths:
         with path.open("rb") as f:
@@ -265,11 +265,9 @@ def cached_rrdbnet_from_ncnn(param_path: str | Path, bin_path: str | Path,
     The key is the sha256 of both source files (and the converter version), so a changed file converts again. A
     corrupt cache file is converted again and replaced; an unwritable cache only costs the conversion each time.
     """
-    from safetensors.torch import save_file
-
     param_path, bin_path = Path(param_path), Path(bin_path)
     try:
-        key = _sha256(param_path, bin_path)[:16]
+        key = files_sha256(param_path, bin_path)[:16]
     except OSError as exc:
         raise ConfigError(f"cannot read ncnn model {bin_path}: {reason(exc)}") from None
     folder = Path(cache) if cache is not None else cache_dir()
@@ -280,17 +278,25 @@ def cached_rrdbnet_from_ncnn(param_path: str | Path, bin_path: str | Path,
         except ConfigError as exc:
             log.warning("converting again: %s", exc)
     state = rrdbnet_from_ncnn(param_path, bin_path)
+    save_cached_state(state, target, {"source": bin_path.name, "sha256_key": key,
+                                      "converter": f"fvr.models.rrdbnet v{CONVERTER_VERSION}"})
+    return state
+
+
+def save_cached_state(state: dict[str, Tensor], target: Path, metadata: dict[str, str]) -> None:
+    """Write converted weights to the cache file ``target`` atomically (temporary file + rename); a cache that
+    cannot be written is only a warning (the conversion is then repeated next time)."""
+    from safetensors.torch import save_file
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
         os.close(fd)
         try:
-            save_file(state, tmp, metadata={"source": bin_path.name, "sha256_key": key,
-                                            "converter": f"fvr.models.rrdbnet v{CONVERTER_VERSION}"})
+            save_file(state, tmp, metadata=metadata)
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     except OSError as exc:
-        log.warning("cannot cache converted weights in %s: %s", folder, reason(exc))
-    return state
+        log.warning("cannot cache converted weights in %s: %s", target.parent, reason(exc))

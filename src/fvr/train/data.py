@@ -463,6 +463,9 @@ class ClipSampler:
         weights = np.array([presets[k] for k in self.preset_names], dtype=np.float64)
         self.preset_p = weights / weights.sum()
         self.workers = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
+        # its own thread: a prefetch waiting on sample tasks in `workers` must not hold one of their threads
+        # (with one worker that was a deadlock)
+        self._prefetcher = ThreadPoolExecutor(1) if num_workers > 0 else None
         self._prefetch: tuple[int, Future] | None = None
 
     # -- one sample ---------------------------------------------------------------------------------------------
@@ -552,11 +555,14 @@ class ClipSampler:
             out = self._prefetch[1].result()
         else:
             out = self._compute_batch(step)
-        if self.workers is not None:
-            self._prefetch = (step + 1, self.workers.submit(self._compute_batch, step + 1))
+        if self._prefetcher is not None:
+            self._prefetch = (step + 1, self._prefetcher.submit(self._compute_batch, step + 1))
         return out
 
     def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
+            self._prefetcher = None
         if self.workers is not None:
             self.workers.shutdown(wait=True, cancel_futures=True)
             self.workers = None

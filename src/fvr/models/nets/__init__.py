@@ -21,7 +21,8 @@ from fvr.models.nets.core import (
 )
 
 # Modules defining architectures, in the order `fvr models` lists them.
-ARCH_MODULES = ("unet", "window", "regional", "recurrent", "transformer", "basicvsr", "diffusion", "codebook")
+ARCH_MODULES = ("unet", "window", "regional", "recurrent", "transformer", "basicvsr", "diffusion", "codebook",
+                "stabiliser")
 
 
 def architectures() -> dict[str, ArchSpec]:

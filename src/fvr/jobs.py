@@ -1,0 +1,316 @@
+"""Long videos as segmented, resumable jobs: bounded memory, progress on disk, ``--resume``, exact joins.
+
+A video longer than ``segment_frames`` is restored segment by segment. The job keeps its state next to the
+output, in ``.OUT.fvr-job/``:
+
+    job.json        what the job is (input file, its size and mtime, the restore settings, the segment plan)
+    tracks.npz      the analysis pass's raw face tracks (pass 1 is not repeated on resume)
+    seg-00000.mkv   one finished segment: the restored frames [start, stop), video only, original timestamps
+
+A segment restores frames ``[start − past, stop + future)`` — the context its restorer declares — and keeps
+``[start, stop)``, so every segment is a pure function of the input and the settings: a job killed at any point
+and run again with ``--resume`` keeps its finished segments, redoes only the rest, and produces exactly the output
+an uninterrupted run produces (both go through the same segments). Temporal models re-warm their state over the
+declared past context at every segment start (as at every chunk inside a segment). When all segments are done,
+their packets are joined without re-encoding into the output, interleaved with the input's audio and subtitle
+packets (copied untouched), written to a temporary file and renamed into place; then the job folder is removed.
+
+Segments are also the unit of parallel work: :mod:`fvr.batch` runs them on Ray workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from fvr.errors import ConfigError, OutputError, reason
+from fvr.faces import FaceTracks, smooth_tracks
+from fvr.faces.store import load_tracks, save_tracks
+from fvr.io import MediaSource, check_output_path, is_sequence_path
+from fvr.io.sink import VideoSink
+from fvr.models import ModelRegistry, Restorer, builtin_registry
+from fvr.pipeline import (
+    ProgressCallback,
+    RestoreConfig,
+    RestoreReport,
+    _Restorer,
+    analyse_source,
+    build_restorer,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_FRAMES = 1500
+"""Frames per segment (one minute at 25 fps): the granularity of --resume and of parallel work."""
+JOB_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames [start, stop) of a video, restored into ``seg-{index:05d}.mkv``."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"seg-{self.index:05d}.mp4"
+
+
+def plan_segments(num_frames: int, length: int, scene_cuts: list[int] | tuple[int, ...] = ()) -> list[Segment]:
+    """Cut ``num_frames`` frames into segments of about ``length``; a boundary moves to a scene cut within a fifth
+    of ``length`` of it (a cut is a seam the viewer expects, and no temporal context crosses it usefully)."""
+    if length < 1:
+        raise ConfigError(f"segment length must be >= 1 frame, got {length}")
+    cuts = sorted(c for c in scene_cuts if 0 < c < num_frames)
+    bounds, start = [0], 0
+    while num_frames - start > length:
+        target = start + length
+        near = [c for c in cuts if abs(c - target) <= length // 5 and c > start]
+        start = min(near, key=lambda c: abs(c - target)) if near else target
+        bounds.append(start)
+    bounds.append(num_frames)
+    return [Segment(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a]
+
+
+# --------------------------------------------------------------------------------------------------- job folder
+
+
+def job_dir(output: str | Path) -> Path:
+    """The folder holding a job's state for ``output``."""
+    out = Path(output)
+    return out.with_name(f".{out.name}.fvr-job")
+
+
+def settings_key(config: RestoreConfig, segment_frames: int) -> str:
+    """A digest of everything that changes the output: a resumed job must use the same settings."""
+    data = {"config": asdict(config), "segment_frames": segment_frames}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _input_identity(path: Path) -> dict[str, object]:
+    stat = path.stat() if path.is_file() else None
+    return {"input": str(path.resolve()), "size": stat.st_size if stat else None,
+            "mtime_ns": stat.st_mtime_ns if stat else None}
+
+
+@dataclass
+class Job:
+    """One segmented restore: its folder, its plan and which segments are finished."""
+
+    folder: Path
+    meta: dict
+
+    @property
+    def segments(self) -> list[Segment]:
+        return [Segment(i, a, b) for i, (a, b) in enumerate(self.meta["segments"])]
+
+    def segment_path(self, segment: Segment) -> Path:
+        return self.folder / segment.name
+
+    def done(self, segment: Segment) -> bool:
+        """Finished segments exist under their final name (each is written to a temporary name and renamed)."""
+        return self.segment_path(segment).is_file()
+
+    def tracks(self) -> FaceTracks:
+        return load_tracks(self.folder / "tracks.npz")
+
+
+def open_job(input: Path, output: Path, config: RestoreConfig, segment_frames: int, *, resume: bool,
+             analyse: Callable[[], FaceTracks]) -> Job:
+    """The job for (input, output, settings): resumed from its folder when ``resume`` and the folder describes
+    the same input and settings; otherwise a fresh one (``analyse()`` -> raw FaceTracks runs pass 1)."""
+    folder = job_dir(output)
+    identity = {**_input_identity(input), "settings": settings_key(config, segment_frames)}
+    meta_path = folder / "job.json"
+    if resume and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot resume: {meta_path} is damaged ({reason(exc)}); run without --resume") from None
+        if {k: meta.get(k) for k in identity} != identity:
+            raise ConfigError(f"cannot resume: {folder} belongs to another input or other settings; run again "
+                              f"without --resume to start over")
+        job = Job(folder, meta)
+        log.info("resuming: %d of %d segments already done", sum(job.done(s) for s in job.segments),
+                 len(job.segments))
+        return job
+    if folder.exists():
+        shutil.rmtree(folder)
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the job folder {folder}: {reason(exc)}") from None
+    raw = analyse()
+    save_tracks(raw, folder / "tracks.npz")
+    plan = plan_segments(raw.num_frames, segment_frames, raw.scene_cuts)
+    meta = {"format": JOB_FORMAT, **identity, "segment_frames": segment_frames, "num_frames": raw.num_frames,
+            "segments": [[s.start, s.stop] for s in plan]}
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(meta_path)
+    return Job(folder, meta)
+
+
+# --------------------------------------------------------------------------------------------------- segments
+
+
+def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restorer: Restorer,
+                    config: RestoreConfig, segment: Segment) -> int:
+    """Restore frames [segment.start, segment.stop) of ``source`` into the video-only file ``path`` (atomic),
+    reading the restorer's declared past/future context around it. ``tracks``: smoothed and selected. Returns
+    the number of frames written."""
+    info = source.info
+    size = (info.width * config.upscale, info.height * config.upscale)
+    lo = max(0, segment.start - restorer.spec.past)
+    hi = segment.stop + restorer.spec.future
+    state = _Restorer(tracks, restorer, config)
+    source.rewind()
+    # mp4 stores every packet's dts (the join needs them); keep the input's time base exactly
+    tb = info.time_base
+    options = {"video_track_timescale": str(tb.denominator)} if tb.numerator == 1 else {}
+    with VideoSink(path, info, size, config.encode, copy_streams=[], container_options=options) as sink:
+
+        def keep(pairs: Iterator) -> None:
+            for frame, rgb in pairs:
+                if segment.start <= frame.index < segment.stop:
+                    sink.write(rgb, frame.pts)
+
+        for frame in source.frames():
+            if frame.index < lo:
+                continue  # decoded and dropped: before this segment's context
+            if frame.index >= hi:
+                break
+            keep(state.push(frame))
+        keep(state.finish())
+        written = sink.frames_written
+    return written
+
+
+def _video_packets(paths: list[Path]) -> Iterator[tuple[Fraction, av.Packet]]:
+    """The segments' packets in order. Each segment starts with the encoder's reordering delay (its first dts lie
+    before its first pts), so its first dts can equal the previous segment's last one: such dts are moved up by
+    a tick (never past their pts), which keeps every frame and timestamp and makes dts strictly increasing."""
+    last: Fraction | None = None
+    for path in paths:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                if last is not None and packet.dts * stream.time_base <= last:
+                    packet.dts = int(last / stream.time_base) + 1
+                    if packet.pts is not None and packet.dts > packet.pts:
+                        raise OutputError(f"cannot join {path.name}: its timestamps overlap the previous segment")
+                last = packet.dts * stream.time_base
+                yield last, packet
+
+
+def _other_packets(source: MediaSource) -> Iterator[tuple[Fraction, av.Packet]]:
+    for packet in source.packets():
+        yield packet.dts * packet.time_base, packet
+
+
+def join_segments(paths: list[Path], source: MediaSource, output: Path) -> int:
+    """Mux the segments' video packets, in order and unchanged, with ``source``'s audio/subtitle packets into
+    ``output`` (atomic). Packets are interleaved by time, so memory stays bounded. Returns the frame count."""
+    source.rewind()  # the copied streams' templates must come from the open container
+    with av.open(str(paths[0])) as first:
+        template = first.streams.video[0]
+        sink = VideoSink(output, source.info, (template.width, template.height),
+                         copy_streams=source.copyable_streams, video_template=template)
+    with sink:
+        # packets() reopens the input; stream indices (what copy_packet maps by) are the same
+        others = _other_packets(source)
+        counter = iter(range(1 << 62))  # ties: keep each source's order
+        merged = heapq.merge(((t, next(counter), 0, p) for t, p in _video_packets(paths)),
+                             ((t, next(counter), 1, p) for t, p in others), key=lambda x: (x[0], x[2], x[1]))
+        for _, _, kind, packet in merged:
+            if kind == 0:
+                sink.write_packet(packet)
+            else:
+                sink.copy_packet(packet)
+        count = sink.frames_written
+    return count
+
+
+# --------------------------------------------------------------------------------------------------- the job
+
+
+def restore_video_job(
+    input: str | Path,
+    output: str | Path,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    segment_frames: int = DEFAULT_SEGMENT_FRAMES,
+    resume: bool = False,
+    registry: ModelRegistry | None = None,
+    progress: ProgressCallback | None = None,
+) -> RestoreReport:
+    """``fvr restore`` for videos of any length: segmented and resumable (see the module docstring).
+
+    Video outputs whose input is longer than ``segment_frames`` go through segments; shorter inputs, PNG-sequence
+    outputs and whole-frame models run the single-pass :func:`fvr.pipeline.restore_video`.
+    """
+    from fvr.pipeline import restore_video
+
+    config.validate()
+    in_path, out_path = Path(input), check_output_path(output, input)
+    registry = registry or builtin_registry()
+    restorer = build_restorer(config, registry)
+    info_frames = _frame_estimate(in_path, config)
+    folder = job_dir(out_path)
+    short = info_frames is not None and info_frames <= segment_frames
+    single = (is_sequence_path(out_path) or getattr(restorer, "frame_model", False)
+              or (short and not (resume and folder.is_dir())))
+    if single:
+        return restore_video(in_path, out_path, config, registry=registry, restorer=restorer, progress=progress)
+
+    t0 = time.perf_counter()
+    with MediaSource(in_path, sequence_fps=config.sequence_fps) as source:
+        job = open_job(in_path, out_path, config, segment_frames, resume=resume,
+                       analyse=lambda: analyse_source(source, config.detector, config.tracker, progress))
+        raw = job.tracks()
+        tracks = smooth_tracks(raw, config.smoothing, float(source.info.fps))
+        if raw.tracks:
+            tracks = tracks.select(config.faces)
+        t1 = time.perf_counter()
+        done = 0
+        total = job.meta["num_frames"]
+        for segment in job.segments:
+            if not job.done(segment):
+                restore_segment(source, job.segment_path(segment), tracks, restorer, config, segment)
+            done += segment.stop - segment.start
+            if progress is not None:
+                progress("restore", done, total)
+        frames = join_segments([job.segment_path(s) for s in job.segments], source, out_path)
+        info = source.info
+    shutil.rmtree(job.folder, ignore_errors=True)
+    t2 = time.perf_counter()
+    warnings = [] if tracks.tracks else ["no faces found: the output is the input re-encoded"]
+    return RestoreReport(
+        input=str(in_path), output=str(out_path), model=restorer.spec.name, frames=frames,
+        width=info.width * config.upscale, height=info.height * config.upscale, tracks=len(tracks.tracks),
+        face_frames=sum(len(t) for t in tracks.tracks), scene_cuts=len(raw.scene_cuts),
+        seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings,
+    )
+
+
+def _frame_estimate(path: Path, config: RestoreConfig) -> int | None:
+    """The container's frame count; None when it does not say (then the job is segmented: that works for any
+    length)."""
+    from fvr.io import probe
+
+    return probe(path, sequence_fps=config.sequence_fps).num_frames or None

@@ -1,0 +1,178 @@
+"""``stabiliser``: a small learned temporal-consistency network around a frozen per-frame restorer.
+
+It refines what the training-free stabiliser (:func:`fvr.models.stabilise.stabilise_clip`) does. Per frame t it
+sees three aligned crops,
+
+    restored_t  the per-frame restorer's output (sharp, flickering),
+    fused_t     restored neighbours flow-warped onto t and averaged (stable, softer where the flow is unsure),
+    lq_t        the restorer's input (what really changed between frames),
+
+and predicts a per-pixel blend weight m and a small correction r:
+
+    y_t = restored_t + m · (fused_t − restored_t) + r,    m = sigmoid(·) ∈ (0, 1)
+
+so it learns where to trust the fused estimate (still skin, hair) and where to keep the per-frame one (a blink, a
+mouth opening the flow missed). The network is a few 3×3 convolutions (``channels`` wide): the temporal work is
+done by the flow fusion, the network decides how much of it to use.
+
+Training (``fvr train --config configs/stabiliser.toml``) feeds LQ clips; :meth:`StabiliserNet.forward` runs the
+frozen ``base`` restorer (any registry name, e.g. ``image-baseline``; it is not part of the weights) and the flow
+fusion without gradients, then the network. At restore time :class:`LearnedStabiliser` wraps *any* restorer
+(``fvr restore --model M --stabilise FILE.safetensors``), and ``--model FILE.safetensors`` runs the base it was
+trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fvr.errors import ConfigError
+from fvr.models.nets.core import ArchSpec
+
+if TYPE_CHECKING:
+    from fvr.models.base import Restorer
+
+
+@dataclass(frozen=True)
+class StabiliserNetConfig:
+    """base: registry name of the frozen per-frame restorer whose outputs are stabilised during training (and by
+    ``--model FILE``). window: neighbours fused on each side. channels / blocks: width and depth of the network.
+    flow_preset: DIS preset of the fusion."""
+
+    base: str = "image-baseline"
+    window: int = 2
+    channels: int = 24
+    blocks: int = 3
+    flow_preset: str = "fast"
+
+
+class StabiliserNet(nn.Module):
+    """forward(x, prior=None) -> y: x (B, T, 3, S, S) LQ clip in [0, 1] -> (B, T, 3, S, S) stabilised restoration.
+    :meth:`refine` is the network alone on (restored, fused, lq)."""
+
+    def __init__(self, config: StabiliserNetConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        layers: list[nn.Module] = [nn.Conv2d(9, c, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
+        for _ in range(config.blocks):
+            layers += [nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
+        layers.append(nn.Conv2d(c, 4, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.constant_(self.body[-1].bias, 0.0)  # starts at m = 0.5, r = 0: half-way to the fused estimate
+        self._base: list[Restorer] = []  # a plain list: the frozen restorer is not a sub-module (not saved)
+
+    def set_base(self, restorer: Restorer) -> None:
+        """Use ``restorer`` (any :class:`~fvr.models.base.Restorer`) as the frozen per-frame model in forward."""
+        self._base[:] = [restorer]
+
+    def _base_restorer(self, device: torch.device, size: int) -> Restorer:
+        """The frozen base restorer for ``size``² crops (built from ``config.base`` on first use)."""
+        if not self._base or self._base[0].spec.crop_size != size:
+            from fvr.models import builtin_registry
+
+            registry = builtin_registry()
+            base = registry.create(self.config.base, device=device.type)
+            if base.spec.crop_size != size:  # models with a free crop size (classical, identity) take it
+                try:
+                    base = registry.create(self.config.base, device=device.type, crop_size=size)
+                except ConfigError:
+                    raise ConfigError(f"stabiliser base {self.config.base!r} works on {base.spec.crop_size}² crops, "
+                                      f"not {size}²: set data.crop_size to {base.spec.crop_size}") from None
+            self._base[:] = [base]
+        return self._base[0]
+
+    def refine(self, restored: torch.Tensor, fused: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) each, in [0, 1] -> (N, 3, S, S) stabilised frames (not clamped)."""
+        out = self.body(torch.cat([restored, fused, lq], dim=1))
+        m = torch.sigmoid(out[:, :1])
+        return restored + m * (fused - restored) + out[:, 1:]
+
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        from fvr.faces.align import face_template
+        from fvr.models.stabilise import StabiliserConfig, stabilise_clip
+
+        b, t, _, s, _ = x.shape
+        base = self._base_restorer(x.device, s)
+        fusion = StabiliserConfig(window=self.config.window, flow_preset=self.config.flow_preset)
+        # aligned crops: the 5 landmarks sit on the template, which is what the base restorer's prior expects
+        marks = np.broadcast_to(face_template(s), (t, 5, 2)).astype(np.float32)
+        restored, fused = [], []
+        with torch.no_grad():
+            for clip in x.detach().float().clamp(0, 1).cpu().numpy():
+                r = base(np.ascontiguousarray(clip), marks)
+                restored.append(r)
+                fused.append(stabilise_clip(r, clip, fusion))
+        rt = torch.from_numpy(np.stack(restored)).to(x.device).flatten(0, 1)
+        ft = torch.from_numpy(np.stack(fused)).to(x.device).flatten(0, 1)
+        return self.refine(rt, ft, x.flatten(0, 1)).view(b, t, 3, s, s)
+
+
+def build_stabiliser(config: StabiliserNetConfig) -> StabiliserNet:
+    if config.window < 1:
+        raise ConfigError(f"stabiliser window must be >= 1, got {config.window}")
+    return StabiliserNet(config)
+
+
+STABILISER = ArchSpec(
+    name="stabiliser", kind="cnn", temporal="window",
+    description="learned temporal stabiliser: flow-fused neighbours of a frozen per-frame restorer, blended per "
+                "pixel by a small CNN (wraps any restorer with --stabilise FILE)",
+    config=StabiliserNetConfig, build=build_stabiliser,
+    presets={"fast": (128, StabiliserNetConfig(channels=16, blocks=2)), "quality": (256, StabiliserNetConfig()),
+             "tiny": (32, StabiliserNetConfig(base="classical", window=1, channels=4, blocks=1))},
+    past=lambda c: c.window, future=lambda c: c.window, tags=("stabiliser", "flow-alignment"), feed_forward=False,
+)
+
+ARCHS: tuple[ArchSpec, ...] = (STABILISER,)
+
+
+class LearnedStabiliser:
+    """A trained ``stabiliser`` as a :class:`fvr.models.stabilise.Stabiliser`: wraps any restorer's output.
+
+    __call__(restored, guide): (T, 3, S, S) float32 [0, 1] each -> (T, 3, S, S). Crops of another size than the
+    network was trained at are fine (it is fully convolutional); ``strength`` blends with the per-frame output.
+    """
+
+    def __init__(self, net: StabiliserNet, *, name: str, strength: float = 1.0, device: str = "cpu"):
+        self.net = net.to(device).eval()
+        self.name = name
+        self.strength = strength
+        self.device = torch.device(device)
+        self.past = self.future = net.config.window
+
+    @classmethod
+    def from_file(cls, path: Path, options: dict[str, Any], *, device: str = "cpu") -> LearnedStabiliser:
+        from fvr.models.nets import architectures, load_weights
+
+        loaded = load_weights(path, architectures(), device=device)
+        if loaded.arch.name != "stabiliser":
+            raise ConfigError(f"{path} holds a {loaded.arch.name!r} network, not a trained stabiliser "
+                              f"(train one with configs/stabiliser.toml)")
+        strength = float(options.pop("strength", 1.0))  # type: ignore[arg-type]
+        if options:
+            raise ConfigError(f"a learned stabiliser takes only the option strength, not {', '.join(options)}")
+        if not 0.0 <= strength <= 1.0:
+            raise ConfigError(f"stabiliser strength must be in [0, 1], got {strength}")
+        return cls(loaded.net, name=f"learned:{path.stem}", strength=strength, device=device)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def __call__(self, restored: np.ndarray, guide: np.ndarray) -> np.ndarray:
+        from fvr.models.stabilise import StabiliserConfig, stabilise_clip
+
+        if len(restored) < 2 or self.strength == 0.0:
+            return restored.astype(np.float32, copy=True)
+        cfg = self.net.config
+        fused = stabilise_clip(restored, guide, StabiliserConfig(window=cfg.window, flow_preset=cfg.flow_preset))
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+        r = as_tensor(restored)
+        y = self.net.refine(r, as_tensor(fused), as_tensor(guide))
+        y = r + self.strength * (y - r)
+        return y.clamp_(0.0, 1.0).cpu().numpy()
