@@ -488,6 +488,53 @@ def export(
     out.print(f"wrote {escape(str(result.path))}: {result.arch}, inputs {inputs} (B,{result.frames},3,"
               f"{result.size},{result.size}) RGB [0,1]; onnxruntime max |diff| vs torch = {result.max_abs_diff:.2e}")
 
+
+@app.command()
+def batch(
+    inputs: Annotated[list[Path], typer.Argument(help="Video files, and folders of videos (the video files directly inside).")],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Output folder: OUT_DIR/NAME.SUFFIX per video, and batch-summary.json.")],
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="A running Ray cluster: auto, or HOST:PORT of its head. Default: a local cluster of --workers CPUs on this machine.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (Ray actors) working at once, over the whole cluster.")] = 2,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch/OpenCV threads per worker (default: the node's cores / its workers).")] = None,
+    segment_frames: Annotated[int, typer.Option(min=1, help="Videos are restored in segments of this many frames (the unit of parallel work and of --resume), as `fvr restore --segment-frames`.")] = 1500,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted batch: finished videos and finished segments are kept.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`) or a weights file, as in `fvr restore`.")] = None,
+    device: Annotated[str, typer.Option(help="Where learned models run: auto, cpu, cuda.")] = "auto",
+    upscale: Annotated[int, typer.Option("--upscale", "-u", min=1, max=8, help="Output scale factor.")] = 1,
+    faces: Annotated[str, typer.Option(help="'all', 'largest', or track IDs (the same for every video).")] = "all",
+    stabilise: Annotated[Optional[str], typer.Option("--stabilise", help="Temporal stabiliser around the model, as in `fvr restore`.")] = None,
+    crf: Annotated[int, typer.Option(min=0, max=63, help="Encoder quality (lower is better).")] = 18,
+    preset: Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")] = "medium",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the batch summary as JSON.")] = False,
+) -> None:
+    """Restore many videos (and long ones, in segments) in parallel on Ray (the "batch" extra). Exits 1 when any
+    video failed (the others are still written); OUT_DIR/batch-summary.json lists every video."""
+    from fvr.batch import (
+        SUMMARY_NAME,
+        BatchFailed,
+        rich_progress,
+        run_batch,
+        summary_table,
+    )
+    from fvr.io import EncodeOptions
+    from fvr.pipeline import RestoreConfig
+
+    _setup_logging(quiet or as_json)
+    config = RestoreConfig(model=model, device=device, upscale=upscale, faces=faces, stabilise=stabilise,
+                           encode=EncodeOptions(crf=crf, preset=preset))
+    with rich_progress(err, enabled=not quiet and not as_json) as progress:
+        summary = run_batch(inputs, out_dir, config, workers=workers, ray_address=ray_address,
+                            segment_frames=segment_frames, resume=resume, threads=threads, progress=progress)
+    if as_json:
+        out.print_json(summary.to_json())
+    elif not quiet:
+        out.print(summary_table(summary))
+        out.print(f"wrote {escape(str(out_dir / SUMMARY_NAME))}")
+    if summary.failed:  # one line and exit code 1 through main(), like every other error
+        raise BatchFailed(summary)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, turn every failure into one line and an exit code."""
     debug = os.environ.get("FVR_DEBUG") == "1"

@@ -5,6 +5,7 @@ output, in ``.OUT.fvr-job/``:
 
     job.json        what the job is (input file, its size and mtime, the restore settings, the segment plan)
     tracks.npz      the analysis pass's raw face tracks (pass 1 is not repeated on resume)
+    pts.npy         every frame's timestamp (a segment seeks to its keyframe instead of decoding from the start)
     seg-00000.mkv   one finished segment: the restored frames [start, stop), video only, original timestamps
 
 A segment restores frames ``[start − past, stop + future)`` — the context its restorer declares — and keeps
@@ -33,9 +34,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from fvr.errors import ConfigError, OutputError, reason
-from fvr.faces import FaceTracks, smooth_tracks
+from fvr.faces import FaceTracks, analyse_frames, make_detector, smooth_tracks
 from fvr.faces.store import load_tracks, save_tracks
 from fvr.io import MediaSource, check_output_path, is_sequence_path
 from fvr.io.sink import VideoSink
@@ -45,7 +47,6 @@ from fvr.pipeline import (
     RestoreConfig,
     RestoreReport,
     _Restorer,
-    analyse_source,
     build_restorer,
 )
 
@@ -127,11 +128,16 @@ class Job:
     def tracks(self) -> FaceTracks:
         return load_tracks(self.folder / "tracks.npz")
 
+    def pts(self) -> np.ndarray:
+        """(N,) int64 timestamps of every frame, as the analysis pass decoded them."""
+        return np.load(self.folder / "pts.npy", allow_pickle=False)
+
 
 def open_job(input: Path, output: Path, config: RestoreConfig, segment_frames: int, *, resume: bool,
-             analyse: Callable[[], FaceTracks]) -> Job:
+             analyse: Callable[[], tuple[FaceTracks, np.ndarray]]) -> Job:
     """The job for (input, output, settings): resumed from its folder when ``resume`` and the folder describes
-    the same input and settings; otherwise a fresh one (``analyse()`` -> raw FaceTracks runs pass 1)."""
+    the same input and settings; otherwise a fresh one (``analyse()`` -> (raw FaceTracks, (N,) frame pts) runs
+    pass 1, see :func:`analyse_with_pts`)."""
     folder = job_dir(output)
     identity = {**_input_identity(input), "settings": settings_key(config, segment_frames)}
     meta_path = folder / "job.json"
@@ -153,8 +159,9 @@ def open_job(input: Path, output: Path, config: RestoreConfig, segment_frames: i
         folder.mkdir(parents=True)
     except OSError as exc:
         raise OutputError(f"cannot create the job folder {folder}: {reason(exc)}") from None
-    raw = analyse()
+    raw, pts = analyse()
     save_tracks(raw, folder / "tracks.npz")
+    np.save(folder / "pts.npy", np.asarray(pts, dtype=np.int64))
     plan = plan_segments(raw.num_frames, segment_frames, raw.scene_cuts)
     meta = {"format": JOB_FORMAT, **identity, "segment_frames": segment_frames, "num_frames": raw.num_frames,
             "segments": [[s.start, s.stop] for s in plan]}
@@ -164,14 +171,34 @@ def open_job(input: Path, output: Path, config: RestoreConfig, segment_frames: i
     return Job(folder, meta)
 
 
+def analyse_with_pts(source: MediaSource, config: RestoreConfig,
+                     progress: ProgressCallback | None = None) -> tuple[FaceTracks, np.ndarray]:
+    """Pass 1 (:func:`fvr.pipeline.analyse_source`) that also records every frame's timestamp."""
+    pts: list[int] = []
+    total = source.info.num_frames
+
+    def frames() -> Iterator[np.ndarray]:
+        for frame in source.frames():
+            pts.append(frame.pts)
+            yield frame.rgb
+
+    def on_frame(i: int) -> None:
+        if progress is not None:
+            progress("analyse", i + 1, total)
+
+    tracks = analyse_frames(frames(), make_detector(config.detector), config.tracker, on_frame=on_frame)
+    return tracks, np.asarray(pts, dtype=np.int64)
+
+
 # --------------------------------------------------------------------------------------------------- segments
 
 
 def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restorer: Restorer,
-                    config: RestoreConfig, segment: Segment) -> int:
+                    config: RestoreConfig, segment: Segment, pts: np.ndarray | None = None) -> int:
     """Restore frames [segment.start, segment.stop) of ``source`` into the video-only file ``path`` (atomic),
-    reading the restorer's declared past/future context around it. ``tracks``: smoothed and selected. Returns
-    the number of frames written."""
+    reading the restorer's declared past/future context around it. ``tracks``: smoothed and selected. ``pts``:
+    every frame's timestamp (from the analysis pass), to seek to the segment instead of decoding from the first
+    frame. Returns the number of frames written."""
     info = source.info
     size = (info.width * config.upscale, info.height * config.upscale)
     lo = max(0, segment.start - restorer.spec.past)
@@ -188,7 +215,8 @@ def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restore
                 if segment.start <= frame.index < segment.stop:
                     sink.write(rgb, frame.pts)
 
-        for frame in source.frames():
+        frames = source.frames_from(lo, pts) if pts is not None else source.frames()
+        for frame in frames:
             if frame.index < lo:
                 continue  # decoded and dropped: before this segment's context
             if frame.index >= hi:
@@ -281,8 +309,9 @@ def restore_video_job(
     t0 = time.perf_counter()
     with MediaSource(in_path, sequence_fps=config.sequence_fps) as source:
         job = open_job(in_path, out_path, config, segment_frames, resume=resume,
-                       analyse=lambda: analyse_source(source, config.detector, config.tracker, progress))
+                       analyse=lambda: analyse_with_pts(source, config, progress))
         raw = job.tracks()
+        pts = job.pts()
         tracks = smooth_tracks(raw, config.smoothing, float(source.info.fps))
         if raw.tracks:
             tracks = tracks.select(config.faces)
@@ -291,7 +320,7 @@ def restore_video_job(
         total = job.meta["num_frames"]
         for segment in job.segments:
             if not job.done(segment):
-                restore_segment(source, job.segment_path(segment), tracks, restorer, config, segment)
+                restore_segment(source, job.segment_path(segment), tracks, restorer, config, segment, pts)
             done += segment.stop - segment.start
             if progress is not None:
                 progress("restore", done, total)

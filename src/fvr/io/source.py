@@ -233,6 +233,50 @@ class MediaSource:
         if index == 0:
             raise InputError(f"{self.path} contains no decodable video frames")
 
+    def frames_from(self, start: int, pts: np.ndarray) -> Iterator[Frame]:
+        """Frames from index ``start`` on, as :meth:`frames` numbers them, without decoding the whole beginning:
+        seeks to the last keyframe at or before frame ``start`` and decodes from there.
+
+        pts: (N,) int64, every frame's timestamp as :meth:`frames` returned them (recorded in a first pass). When
+        the decoded timestamps after the seek do not match that record (streams whose timestamps fvr had to
+        repair), it falls back to decoding from the first frame, so the result is always the same frames.
+        """
+        if start <= 0 or self._images or start >= len(pts):
+            yield from (f for f in self.frames() if f.index >= start)
+            return
+        self.rewind()
+        if self._container is None:
+            raise RuntimeError("MediaSource is closed")
+        self._consumed = True
+        video = self._container.streams.video[0]
+        video.thread_type = "AUTO"
+        target = int(pts[start])
+        try:
+            self._container.seek(target, stream=video, backward=True, any_frame=False)
+            index: int | None = None
+            for vf in self._container.decode(video):
+                if vf.pts is None:
+                    break  # cannot place it: start over below
+                if index is None:
+                    if vf.pts > target:
+                        break  # the seek overshot (no keyframe index): start over below
+                    found = int(np.searchsorted(pts, vf.pts))
+                    if found >= len(pts) or int(pts[found]) != vf.pts:
+                        break
+                    index = found
+                elif index >= len(pts) or int(pts[index]) != vf.pts:
+                    raise InputError(f"{self.path}: frames differ from the first pass at frame {index}")
+                if index >= start:
+                    yield Frame(index=index, rgb=upright(vf.to_ndarray(format="rgb24"), self.info.rotation),
+                                pts=vf.pts)
+                index += 1
+            else:
+                return
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.path}: corrupt video data near frame {start}: {reason(exc)}") from None
+        if index is None:  # the seek could not be used: decode from the start (slower, same frames)
+            yield from (f for f in self.frames() if f.index >= start)
+
     def packets(self) -> Iterator[av.Packet]:
         """The packets of :attr:`copyable_streams` (audio, subtitles) alone, in container order, without decoding
         any video (joining restored segments with the input's audio)."""
