@@ -264,3 +264,11 @@ def test_restore_video_and_cli_with_a_stabiliser(tmp_path, capsys):
     assert not (tmp_path / "c.mp4").exists()
     code = main(["restore", str(clip), "-o", str(tmp_path / "d.mp4"), "-m", "classical", "--stabilise-window", "3"])
     assert code != 0 and "--stabilise" in capsys.readouterr().err
+
+
+def test_shipped_learned_stabiliser_wraps_by_name():
+    restorer = builtin_registry(plugins=False).create("classical+learned", crop_size=64)
+    assert restorer.spec.name == "classical+learned" and (restorer.spec.past, restorer.spec.future) == (2, 2)
+    clean = _moving_clip(5)[:, :, :64, :64].copy()
+    out = restorer(np.ascontiguousarray(clean), np.zeros((5, 5, 2), np.float32))
+    assert out.shape == clean.shape and np.isfinite(out).all()

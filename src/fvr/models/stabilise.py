@@ -230,7 +230,9 @@ def make_stabiliser(kind: str, options: dict[str, object] | None = None, *, devi
         if path is None:
             raise ConfigError("this installation ships no trained stabiliser: train one (configs/stabiliser.toml) "
                               "and pass its file (--stabilise FILE.safetensors)")
-        kind = str(path)
+        from fvr.models.nets.stabiliser import LearnedStabiliser
+
+        return LearnedStabiliser.from_file(path, options, device=device, name="learned")
     if kind.endswith(".safetensors"):
         from fvr.models.nets.stabiliser import LearnedStabiliser
 

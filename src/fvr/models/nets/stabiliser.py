@@ -149,7 +149,9 @@ class LearnedStabiliser:
         self.past = self.future = net.config.window
 
     @classmethod
-    def from_file(cls, path: Path, options: dict[str, Any], *, device: str = "cpu") -> LearnedStabiliser:
+    def from_file(cls, path: Path, options: dict[str, Any], *, device: str = "cpu",
+                  name: str | None = None) -> LearnedStabiliser:
+        """Load a trained stabiliser; ``name`` (default ``learned:FILE-STEM``) is how wrapped models are named."""
         from fvr.models.nets import architectures, load_weights
 
         loaded = load_weights(path, architectures(), device=device)
@@ -161,7 +163,7 @@ class LearnedStabiliser:
             raise ConfigError(f"a learned stabiliser takes only the option strength, not {', '.join(options)}")
         if not 0.0 <= strength <= 1.0:
             raise ConfigError(f"stabiliser strength must be in [0, 1], got {strength}")
-        return cls(loaded.net, name=f"learned:{path.stem}", strength=strength, device=device)  # type: ignore[arg-type]
+        return cls(loaded.net, name=name or f"learned:{path.stem}", strength=strength, device=device)  # type: ignore[arg-type]
 
     @torch.inference_mode()
     def __call__(self, restored: np.ndarray, guide: np.ndarray) -> np.ndarray:
