@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ncnn_runtime import run_ncnn
 from torch.nn import functional as F
 
 from fvr.compose.background import BACKGROUNDS, make_background, upscale_frame
@@ -101,13 +102,13 @@ def test_ncnn_reader_parses_layers_params_and_both_weight_tags(tmp_path: Path) -
 
 def test_ncnn_reader_matches_the_ncnn_runtime(tmp_path: Path) -> None:
     """Our reading of the tiny model, run with torch, equals ncnn running the same files."""
-    ncnn = pytest.importorskip("ncnn")
+    pytest.importorskip("ncnn")
     ref = _write_tiny(tmp_path, np.random.default_rng(2))
     x = np.random.default_rng(3).random((3, 9, 11), dtype=np.float32)
     a = F.conv2d(torch.from_numpy(x)[None], torch.from_numpy(ref["w_a"]), torch.from_numpy(ref["b_a"]), padding=1)
     b = F.leaky_relu(F.conv2d(a, torch.from_numpy(ref["w_b"]), torch.from_numpy(ref["b_b"])), 0.1)
     expected = (0.75 * b)[0].numpy()
-    got = _run_ncnn(ncnn, tmp_path / "tiny.param", tmp_path / "tiny.bin", x, "data", "out")
+    got = run_ncnn(tmp_path / "tiny.param", tmp_path / "tiny.bin", x, "data", "out")
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -129,33 +130,15 @@ def test_ncnn_reader_errors_are_one_line(tmp_path: Path) -> None:
 
 # --- (b) parity with the ncnn runtime -----------------------------------------------------------------------------
 
-def _run_ncnn(ncnn, param: Path, weights: Path, x: np.ndarray, in_blob: str, out_blob: str) -> np.ndarray:
-    net = ncnn.Net()
-    for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
-                   "use_bf16_storage", "use_bf16_packed"):
-        if hasattr(net.opt, option):
-            setattr(net.opt, option, False)
-    assert net.load_param(str(param)) == 0 and net.load_model(str(weights)) == 0
-    data = np.ascontiguousarray(x, dtype=np.float32)  # the Mat borrows this buffer: keep it alive
-    mat = ncnn.Mat(data)
-    with net.create_extractor() as ex:
-        ex.input(in_blob, mat)
-        ret, out = ex.extract(out_blob)
-        assert ret == 0
-        result = np.array(out).copy()
-    net.clear()
-    return result
-
-
 @pytest.mark.parametrize("kind", ["texture", "noise"])
 def test_converted_rrdbnet_matches_ncnn(x4plus_files: tuple[Path, Path], x4plus: RRDBNet, kind: str) -> None:
-    ncnn = pytest.importorskip("ncnn")
+    pytest.importorskip("ncnn")
     param, weights = x4plus_files
     model = read_ncnn(param, weights)
     (in_blob,), (out_blob,) = model.input_blobs, model.output_blobs
     x = (_texture(32, 32).transpose(2, 0, 1) if kind == "texture"
          else np.random.default_rng(5).random((3, 32, 32), dtype=np.float32))
-    expected = _run_ncnn(ncnn, param, weights, x, in_blob, out_blob)
+    expected = run_ncnn(param, weights, x, in_blob, out_blob)
     with torch.inference_mode():
         got = x4plus(torch.from_numpy(np.ascontiguousarray(x))[None])[0].numpy()
     assert got.shape == expected.shape == (3, 128, 128)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ncnn_runtime import run_ncnn
 
 from fvr.compose.background import BACKGROUNDS, make_background
 from fvr.errors import ConfigError
@@ -22,10 +23,6 @@ from fvr.models.srvgg import (
     srvgg_config,
     srvgg_from_ncnn,
 )
-
-NCNN_OPTIONS_OFF = ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
-                    "use_bf16_storage", "use_bf16_packed")
-
 
 pytestmark = pytest.mark.usefixtures("private_fvr_cache")
 
@@ -48,24 +45,10 @@ def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def _run_ncnn(param: Path, weights: Path, x: np.ndarray) -> np.ndarray:
-    """(C, h, w) float32 -> the ncnn runtime's output for the graph's single input/output, fp32 on the CPU."""
-    ncnn = pytest.importorskip("ncnn")
+    """(C, h, w) float32 -> the ncnn runtime's output for the graph's single input/output."""
     model = read_ncnn(param, weights)
     (in_blob,), (out_blob,) = model.input_blobs, model.output_blobs
-    net = ncnn.Net()
-    for option in NCNN_OPTIONS_OFF:
-        if hasattr(net.opt, option):
-            setattr(net.opt, option, False)
-    assert net.load_param(str(param)) == 0 and net.load_model(str(weights)) == 0
-    data = np.ascontiguousarray(x, dtype=np.float32)  # the Mat borrows this buffer: keep it alive
-    mat = ncnn.Mat(data)
-    with net.create_extractor() as ex:
-        ex.input(in_blob, mat)
-        ret, out = ex.extract(out_blob)
-        assert ret == 0
-        result = np.array(out).copy()
-    net.clear()
-    return result
+    return run_ncnn(param, weights, x, in_blob, out_blob)
 
 
 # --- conversion and parity ----------------------------------------------------------------------------------------

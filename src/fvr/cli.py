@@ -81,27 +81,16 @@ def _setup_logging(quiet: bool) -> None:
     )
 
 
-def _parse_value(text: str) -> object:
-    """A --model-opt value: int, float, true/false, else the string itself (e.g. "-1,1", "bgr")."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
-
-
 def _model_options(pairs: list[str] | None, crop_size: int | None) -> dict[str, object]:
     """--model-opt KEY=VALUE pairs (and --crop-size) -> the model factory's keyword options."""
+    from fvr.models.registry import parse_option_value
+
     options: dict[str, object] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--model-opt wants KEY=VALUE, got {pair!r}")
-        options[key.strip()] = _parse_value(value)
+        options[key.strip()] = parse_option_value(value)
     if crop_size:
         options["crop_size"] = crop_size
     return options

@@ -260,12 +260,10 @@ def join_segments(paths: list[Path], source: MediaSource, output: Path) -> int:
         sink = VideoSink(output, source.info, (template.width, template.height),
                          copy_streams=source.copyable_streams, video_template=template)
     with sink:
-        # packets() reopens the input; stream indices (what copy_packet maps by) are the same
-        others = _other_packets(source)
-        counter = iter(range(1 << 62))  # ties: keep each source's order
-        merged = heapq.merge(((t, next(counter), 0, p) for t, p in _video_packets(paths)),
-                             ((t, next(counter), 1, p) for t, p in others), key=lambda x: (x[0], x[2], x[1]))
-        for _, _, kind, packet in merged:
+        # heapq.merge is stable: each stream keeps its order; at equal times video comes first
+        merged = heapq.merge(((t, 0, p) for t, p in _video_packets(paths)),
+                             ((t, 1, p) for t, p in _other_packets(source)), key=lambda x: (x[0], x[1]))
+        for _, kind, packet in merged:
             if kind == 0:
                 sink.write_packet(packet)
             else:

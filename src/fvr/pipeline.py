@@ -266,13 +266,13 @@ def build_restorer(config: RestoreConfig, registry: ModelRegistry) -> Restorer:
     temporal stabiliser when ``stabilise`` is set."""
     # onnxruntime picks its own provider for "auto": a CUDA torch does not imply a CUDA onnxruntime
     onnx = config.model is not None and ".onnx" in config.model.lower()
-    device = config.device if onnx else resolve_device(config.device, "--device")
-    restorer = registry.create(config.model, device=device, **dict(config.model_options))
+    model_device = config.device if onnx else resolve_device(config.device, "--device")
+    restorer = registry.create(config.model, device=model_device, **dict(config.model_options))
     if config.stabilise:
         from fvr.models.stabilise import stabilised
 
-        restorer = stabilised(restorer, config.stabilise, dict(config.stabilise_options),
-                              device=resolve_device(config.device, "--device"))
+        device = resolve_device(config.device, "--device") if onnx else model_device
+        restorer = stabilised(restorer, config.stabilise, dict(config.stabilise_options), device=device)
     return restorer
 
 

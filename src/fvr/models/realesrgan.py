@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,30 @@ def tile_splits(size: int, tile: int) -> list[tuple[int, int]]:
     n = max(1, math.ceil(size / tile))
     bounds = [round(i * size / n) for i in range(n + 1)]
     return list(itertools.pairwise(bounds))
+
+
+def tiled(call: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile: int,
+          tile_pad: int) -> torch.Tensor:
+    """``call`` ((n, c, h, w) -> (n, c, h·scale, w·scale)) over near-equal tiles of at most ``tile`` input pixels
+    (:func:`tile_splits`), each run with ``tile_pad`` pixels of context (clamped at the border) that are cut from
+    its output. tile 0, or an image no larger than a tile, is one call. The result has the dtype and device of
+    ``call``'s outputs."""
+    import torch
+
+    n, c, h, w = x.shape
+    if tile <= 0 or (h <= tile and w <= tile):
+        return call(x)
+    s, pad = scale, tile_pad
+    out: torch.Tensor | None = None
+    for y0, y1 in tile_splits(h, tile):
+        for x0, x1 in tile_splits(w, tile):
+            py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
+            part = call(x[:, :, py0:py1, px0:px1])
+            if out is None:
+                out = torch.empty((n, part.shape[1], h * s, w * s), dtype=part.dtype, device=part.device)
+            oy, ox = (y0 - py0) * s, (x0 - px0) * s
+            out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = part[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
+    return out
 
 
 class RealESRGAN:
@@ -128,22 +153,9 @@ class RealESRGAN:
             return self._upscale(x)
 
     def _upscale(self, x: torch.Tensor) -> torch.Tensor:
-        import torch
-
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, h, w) tensor, got {tuple(x.shape)}")
-        n, c, h, w = x.shape
-        s, pad = self.scale, self.tile_pad
-        if self.tile <= 0 or (h <= self.tile and w <= self.tile):
-            return self._run(x).clamp_(0.0, 1.0).to(x.device)
-        out = torch.empty((n, c, h * s, w * s), dtype=torch.float32, device=x.device)
-        for y0, y1 in tile_splits(h, self.tile):
-            for x0, x1 in tile_splits(w, self.tile):
-                py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
-                part = self._run(x[:, :, py0:py1, px0:px1])
-                oy, ox = (y0 - py0) * s, (x0 - px0) * s
-                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = part[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
-        return out.clamp_(0.0, 1.0)
+        return tiled(self._run, x, self.scale, self.tile, self.tile_pad).clamp_(0.0, 1.0).to(x.device)
 
     def upscale(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (4H, 4W, 3) uint8 RGB."""

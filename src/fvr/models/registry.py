@@ -35,6 +35,20 @@ def resolve_device(device: str, option: str = "device") -> str:
     return "cpu"
 
 
+def parse_option_value(text: str) -> object:
+    """A model or stabiliser option given as text (``--model-opt KEY=VALUE``, ``flow:window=3``): true/false,
+    an int, a float, else the string itself, stripped (e.g. "-1,1", "bgr")."""
+    value = text.strip()
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """spec and factory of one model. default: the fallback default. default_on: devices ("cpu", "cuda") on which

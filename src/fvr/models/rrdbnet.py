@@ -258,6 +258,19 @@ def files_sha256(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+def cache_target(param_path: Path, bin_path: Path, cache: str | Path | None = None,
+                 salt: str = "") -> tuple[Path, str]:
+    """(cache file, key) for a conversion of the ncnn files: ``<cache>/<bin stem>-<key>.safetensors`` with key the
+    sha256 of both files (and ``salt``, e.g. a converter's name and version), so a changed file converts again."""
+    try:
+        digest = files_sha256(param_path, bin_path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read ncnn model {bin_path}: {reason(exc)}") from None
+    key = (hashlib.sha256(f"{salt}:{digest}".encode()).hexdigest() if salt else digest)[:16]
+    folder = Path(cache) if cache is not None else cache_dir()
+    return folder / f"{bin_path.stem.lower()}-{key}.safetensors", key
+
+
 def cached_rrdbnet_from_ncnn(param_path: str | Path, bin_path: str | Path,
                              cache: str | Path | None = None) -> dict[str, Tensor]:
     """:func:`rrdbnet_from_ncnn`, converted once and kept as ``<cache>/<stem>-<sha256[:16]>.safetensors``.
@@ -266,12 +279,7 @@ def cached_rrdbnet_from_ncnn(param_path: str | Path, bin_path: str | Path,
     corrupt cache file is converted again and replaced; an unwritable cache only costs the conversion each time.
     """
     param_path, bin_path = Path(param_path), Path(bin_path)
-    try:
-        key = files_sha256(param_path, bin_path)[:16]
-    except OSError as exc:
-        raise ConfigError(f"cannot read ncnn model {bin_path}: {reason(exc)}") from None
-    folder = Path(cache) if cache is not None else cache_dir()
-    target = folder / f"{bin_path.stem.lower()}-{key}.safetensors"
+    target, key = cache_target(param_path, bin_path, cache)
     if target.is_file():
         try:
             return load_safetensors_state(target)

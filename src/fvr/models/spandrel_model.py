@@ -373,32 +373,10 @@ def load_spandrel_restorer(path: Path, *, device: str = "cpu", **options: object
 # ---------------------------------------------------------------------------------------------------- background
 
 
-def tiled(call: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile: int,
-          tile_pad: int) -> torch.Tensor:
-    """``call`` ((n,3,h,w) -> (n,3,h*scale,w*scale)) over near-equal tiles of ``tile`` input pixels, each with
-    ``tile_pad`` pixels of context (clamped at the border) that are cut from its output. tile 0 = one call."""
-    import torch
-
-    from fvr.models.realesrgan import tile_splits
-
-    n, c, h, w = x.shape
-    if tile <= 0 or (h <= tile and w <= tile):
-        return call(x)
-    s, pad = scale, tile_pad
-    out = torch.empty((n, c, h * s, w * s), dtype=x.dtype, device=x.device)
-    for y0, y1 in tile_splits(h, tile):
-        for x0, x1 in tile_splits(w, tile):
-            py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
-            part = call(x[:, :, py0:py1, px0:px1])
-            oy, ox = (y0 - py0) * s, (x0 - px0) * s
-            out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = part[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
-    return out
-
-
 class SpandrelBackground:
     """A super-resolution checkpoint as ``--background``: (H, W, 3) uint8 RGB -> (H*factor, W*factor, 3) uint8 RGB.
 
-    The network runs once at its own scale s on the whole frame (tiled, see :func:`tiled`); the result is then
+    The network runs once at its own scale s on the whole frame (tiled, see :func:`fvr.models.realesrgan.tiled`); the result is then
     area-down-sampled (factor < s) or Lanczos-up-sampled (factor > s) to ``factor``, as
     :class:`~fvr.compose.background.RealESRGANBackground` does. Models spandrel marks as tiling internally run
     untiled.
@@ -418,6 +396,8 @@ class SpandrelBackground:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
         import torch
+
+        from fvr.models.realesrgan import tiled
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(self.device, torch.float32)

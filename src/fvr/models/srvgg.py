@@ -19,7 +19,6 @@ receptive field, so tiled and untiled outputs agree to float rounding.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -31,8 +30,8 @@ from torch.nn import functional as F
 
 from fvr.errors import ConfigError, reason
 from fvr.models.ncnn_weights import NcnnLayer, NcnnModel, read_ncnn
-from fvr.models.realesrgan import INSTALL_HINT, WEIGHTS_PACKAGE, tile_splits
-from fvr.models.rrdbnet import cache_dir, files_sha256, load_checked, save_cached_state
+from fvr.models.realesrgan import INSTALL_HINT, WEIGHTS_PACKAGE, tiled
+from fvr.models.rrdbnet import cache_target, load_checked, save_cached_state
 
 log = logging.getLogger(__name__)
 
@@ -262,12 +261,7 @@ def cached_srvgg_from_ncnn(param_path: str | Path, bin_path: str | Path,
     version; a corrupt cache file is converted again and replaced; an unwritable cache only costs the conversion.
     """
     param_path, bin_path = Path(param_path), Path(bin_path)
-    try:
-        key = hashlib.sha256(f"srvgg{CONVERTER_VERSION}:{files_sha256(param_path, bin_path)}".encode()).hexdigest()[:16]
-    except OSError as exc:
-        raise ConfigError(f"cannot read ncnn model {bin_path}: {reason(exc)}") from None
-    folder = Path(cache) if cache is not None else cache_dir()
-    target = folder / f"{param_path.stem.lower()}-{key}.safetensors"
+    target, key = cache_target(param_path, bin_path, cache, salt=f"srvgg{CONVERTER_VERSION}")
     if target.is_file():
         try:
             return _load_cached(target)
@@ -336,18 +330,7 @@ class CompactUpsampler:
 
     def _native(self, x: Tensor) -> Tensor:
         """(N, 3, h, w) -> (N, 3, r*h, r*w) float32 on ``self.device``, tiled."""
-        n, c, h, w = x.shape
-        r, pad = self.net.upscale, self.tile_pad
-        if self.tile <= 0 or (h <= self.tile and w <= self.tile):
-            return self._run(x)
-        out = torch.empty((n, c, h * r, w * r), dtype=torch.float32, device=self.device)
-        for y0, y1 in tile_splits(h, self.tile):
-            for x0, x1 in tile_splits(w, self.tile):
-                py0, py1, px0, px1 = max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w)
-                part = self._run(x[:, :, py0:py1, px0:px1])
-                oy, ox = (y0 - py0) * r, (x0 - px0) * r
-                out[:, :, y0 * r:y1 * r, x0 * r:x1 * r] = part[:, :, oy:oy + (y1 - y0) * r, ox:ox + (x1 - x0) * r]
-        return out
+        return tiled(self._run, x, self.net.upscale, self.tile, self.tile_pad)
 
     def upscale_tensor(self, x: Tensor) -> Tensor:
         """(N, 3, h, w) float in [0, 1] -> (N, 3, s*h, s*w) float32 in [0, 1] (clamped), on ``x``'s device.

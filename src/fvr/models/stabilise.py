@@ -29,8 +29,9 @@ import cv2
 import numpy as np
 
 from fvr.errors import ConfigError
-from fvr.flow import DIS_PRESETS, dis_flow, remap, valid_mask
+from fvr.flow import DIS_PRESETS, dis_flow, gray, remap, valid_mask
 from fvr.models.base import Restorer
+from fvr.models.registry import parse_option_value
 
 FLOW_SOURCES = ("input", "restored")
 
@@ -79,10 +80,9 @@ class StabiliserConfig:
         return 0 if self.causal else self.window
 
 
-def _to_hwc_u8(clip: np.ndarray) -> list[np.ndarray]:
+def _grey_frames(clip: np.ndarray) -> list[np.ndarray]:
     """(T, 3, S, S) float [0, 1] -> T grey uint8 (S, S) images for flow."""
-    return [cv2.cvtColor((np.clip(f.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-            for f in clip]
+    return [gray((np.clip(f.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)) for f in clip]
 
 
 class _Flows:
@@ -138,7 +138,7 @@ def stabilise_clip(restored: np.ndarray, guide: np.ndarray, config: StabiliserCo
     if len(restored) < 2 or config.window == 0 or config.strength == 0.0:
         return restored.astype(np.float32, copy=True)
     frames = [np.ascontiguousarray(f.transpose(1, 2, 0), dtype=np.float32) for f in restored]
-    flows = _Flows(_to_hwc_u8(guide if config.flow_on == "input" else restored), config.flow_preset)
+    flows = _Flows(_grey_frames(guide if config.flow_on == "input" else restored), config.flow_preset)
     out = np.empty_like(restored, dtype=np.float32)
     for t in range(len(frames)):
         fused = fuse_frame(t, frames, flows, config)
@@ -196,19 +196,8 @@ def _split_options(kind: str, options: dict[str, object]) -> tuple[str, dict[str
         key, sep, value = pair.partition("=")
         if not sep:
             raise ConfigError(f"stabiliser option {pair!r}: write KEY=VALUE, e.g. flow:window=3")
-        parsed[key] = _number(value)
+        parsed[key] = parse_option_value(value)
     return head, {**parsed, **options}
-
-
-def _number(text: str) -> object:
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def make_stabiliser(kind: str, options: dict[str, object] | None = None, *, device: str = "cpu") -> Stabiliser:
