@@ -130,6 +130,48 @@ def test_offline_models_do_read_the_future(name):
         assert not torch.allclose(net(x)[:, 0], net(x2)[:, 0], atol=1e-7)
 
 
+@pytest.mark.parametrize("name", CAUSAL)
+@pytest.mark.parametrize("pieces", [(1, 1, 1, 1, 1, 1, 1), (3, 4), (2, 2, 3)])
+def test_carried_state_equals_one_call(name, pieces):
+    """A causal network restoring a sequence piece by piece, carrying its state, gives the one-call output."""
+    net = _net(name)
+    x = _face_clip(sum(pieces), SIZE)
+    with torch.no_grad():
+        whole = net(x)
+        outs, state, at = [], None, 0
+        for n in pieces:
+            y, state = net.forward_carried(x[:, at:at + n], state, n)
+            outs.append(y)
+            at += n
+    torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0)
+
+
+def test_carried_state_matters():
+    """The check above has teeth: restarting from no state at the piece border changes the output."""
+    net = _net("recurrent")
+    x = _face_clip(6, SIZE)
+    with torch.no_grad():
+        whole = net(x)
+        y, _ = net.forward_carried(x[:, 3:], None, 3)
+    assert (y - whole[:, 3:]).abs().max() > 1e-4
+
+
+def test_bidirectional_carries_forward_state_and_reads_lookahead():
+    """recurrent-bi: the kept frames come from the carried forward state and a backward pass over the look-ahead;
+    with the whole rest of the sequence as look-ahead, pieces equal one call."""
+    net = _net("recurrent-bi")
+    x = _face_clip(7, SIZE)
+    with torch.no_grad():
+        whole = net(x)
+        a, state = net.forward_carried(x, None, 3)  # frames 0-2 kept, 3-6 look-ahead
+        b, _ = net.forward_carried(x[:, 3:], state, 4)
+        torch.testing.assert_close(torch.cat([a, b], 1), whole, atol=1e-5, rtol=0)
+        short, _ = net.forward_carried(x[:, :4], None, 3)  # one look-ahead frame only
+        assert (short - whole[:, :3]).abs().max() > 1e-5
+    with pytest.raises(ValueError, match="keep"):
+        net.forward_carried(x, None, 0)
+
+
 def test_kalman_first_state_is_the_observation():
     """At t = 0 there is no prediction: the filter's state is the frame's own features (gain 1)."""
     net = _net("kalman")

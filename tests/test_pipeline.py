@@ -93,6 +93,34 @@ def test_window_model_gets_context_and_outputs_align(talking_clip: Path, tmp_pat
     assert np.array_equal(a, b)  # each output frame came from its own input frame
 
 
+@pytest.mark.parametrize("name, min_psnr", [("fvr-fast", 80.0), ("fvr-quality", 65.0)])
+def test_recurrent_state_is_carried_across_chunks(talking_clip: Path, tmp_path: Path, name: str,
+                                                  min_psnr: float) -> None:
+    """The shipped recurrent models restore a track in chunks of 5 frames as in one call over the whole track:
+    the causal fvr-fast carries its state (equal up to float rounding), the bidirectional fvr-quality carries its
+    forward state and re-warms its backward state over 6 look-ahead frames. No chunk recomputes past context.
+    Lossless encoding, so the comparison sees the restoration only."""
+    from fvr.models.registry import builtin_registry
+
+    model = builtin_registry().create(name, device="cpu")
+    assert model.carries_state
+    calls: list[int] = []
+    step = model.step
+
+    def counting(clip, landmarks, state, keep):
+        calls.append(clip.shape[0])
+        return step(clip, landmarks, state, keep)
+
+    model.step = counting  # type: ignore[method-assign]
+    out = {}
+    for chunk in (5, 1000):
+        path = tmp_path / f"chunk{chunk}.mp4"
+        restore_video(talking_clip, path, RestoreConfig(chunk=chunk, encode=EncodeOptions(crf=0)), restorer=model)
+        out[chunk] = read_frames(path)[0]
+    assert calls[0] == 5 + model.spec.future and calls[-1] == 24  # new frames and look-ahead only
+    assert _psnr(out[5], out[1000]) > min_psnr
+
+
 def test_upscale_and_strength(talking_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "up.mp4"
     report = restore_video(talking_clip, out, RestoreConfig(upscale=2, strength=0.5, background="bicubic"),

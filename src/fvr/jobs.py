@@ -12,7 +12,7 @@ A segment restores frames ``[start − past, stop + future)`` — the context it
 ``[start, stop)``, so every segment is a pure function of the input and the settings: a job killed at any point
 and run again with ``--resume`` keeps its finished segments, redoes only the rest, and produces exactly the output
 an uninterrupted run produces (both go through the same segments). Temporal models re-warm their state over the
-declared past context at every segment start (as at every chunk inside a segment). When all segments are done,
+declared past context at every segment start (inside a segment, recurrent models carry it from chunk to chunk). When all segments are done,
 their packets are joined without re-encoding into the output, interleaved with the input's audio and subtitle
 packets (copied untouched), written to a temporary file and renamed into place; then the job folder is removed.
 

@@ -162,14 +162,18 @@ class _Crop:
 
 
 class _TrackRunner:
-    """Feeds one track to the restorer in chunks with the context the model declares."""
+    """Feeds one track to the restorer in chunks: with the past context the model declares, or, for a model that
+    carries its state along the track, with the state the previous chunk left."""
 
     def __init__(self, track: Track, restorer: Restorer, chunk: int):
         self.track = track
         self.restorer = restorer
         self.chunk = chunk
         self.pending: list[_Crop] = []
-        self.history: deque[_Crop] = deque(maxlen=restorer.spec.past)  # LQ context already restored
+        self.carry = restorer.carries_state
+        self.state: object = None  # carried state after the last restored frame (carrying models)
+        past = 0 if self.carry else restorer.spec.past
+        self.history: deque[_Crop] = deque(maxlen=past)  # LQ context already restored
 
     def add(self, item: _Crop) -> list[tuple[int, FacePaste]]:
         self.pending.append(item)
@@ -184,8 +188,11 @@ class _TrackRunner:
         context = list(self.history) + self.pending
         clip = np.stack([c.crop.transpose(2, 0, 1) for c in context]).astype(np.float32, copy=False)
         lms = np.stack([c.landmarks for c in context]).astype(np.float32)
-        out = self.restorer(clip, lms)
         keep = len(self.pending) if final else len(self.pending) - self.restorer.spec.future
+        if self.carry:
+            out, self.state = self.restorer.step(clip, lms, self.state, keep)
+        else:
+            out = self.restorer(clip, lms)
         offset = len(self.history)
         results = []
         for k in range(keep):

@@ -10,12 +10,18 @@ and returns restored crops of the same shape, dtype and range. T is at least 1 a
 call are those with at least ``past`` frames before and ``future`` frames after them inside the clip (or the
 track's first/last frames), so a model may read exactly that much context. A causal model (``future == 0``) must
 never let frame t+1 change output t.
+
+A recurrent model may instead carry its state along the track (``carries_state``, :meth:`Restorer.restore_carried`):
+the pipeline then hands each chunk only its new frames (plus ``future`` look-ahead) and the state from the chunk
+before, so the chunk borders do not change the output; ``past`` is still the context it needs where no state
+exists (the start of a segment restored on its own).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -73,14 +79,39 @@ class Restorer(ABC):
     def restore_clip(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Restore a track clip. clip (T,3,S,S) float32 [0,1]; landmarks (T,5,2) float32 crop px -> (T,3,S,S)."""
 
-    def __call__(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """Validate the contract around :meth:`restore_clip`."""
+    #: True when the model implements :meth:`restore_carried` (a recurrent model carrying its state along a track).
+    carries_state: bool = False
+
+    def restore_carried(self, clip: np.ndarray, landmarks: np.ndarray, state: Any,
+                        keep: int) -> tuple[np.ndarray, Any]:
+        """Restore the next frames of a track, continuing from ``state`` (None at the track's start, else what the
+        previous call returned). clip (T,3,S,S) float32 [0,1] and landmarks (T,5,2): the next T frames, of which
+        the first ``keep`` are restored and the rest are look-ahead (``future`` frames). Returns (keep,3,S,S) and
+        the state after frame keep-1. Only for models with ``carries_state``: the pipeline then hands each chunk
+        its new frames only, and a chunked run equals a single call over the whole track."""
+        raise NotImplementedError(f"{self.spec.name} does not carry state across calls")
+
+    def _check(self, clip: np.ndarray, landmarks: np.ndarray) -> None:
         s = self.spec.crop_size
         if clip.ndim != 4 or clip.shape[1:] != (3, s, s) or clip.dtype != np.float32:
             raise ValueError(f"{self.spec.name}: expected a (T,3,{s},{s}) float32 clip, got {clip.shape} {clip.dtype}")
         if landmarks.shape != (clip.shape[0], 5, 2):
             raise ValueError(f"{self.spec.name}: expected ({clip.shape[0]},5,2) landmarks, got {landmarks.shape}")
+
+    def __call__(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Validate the contract around :meth:`restore_clip`."""
+        self._check(clip, landmarks)
         out = self.restore_clip(clip, landmarks.astype(np.float32, copy=False))
         if out.shape != clip.shape:
             raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for input {clip.shape}")
         return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+    def step(self, clip: np.ndarray, landmarks: np.ndarray, state: Any, keep: int) -> tuple[np.ndarray, Any]:
+        """Validate the contract around :meth:`restore_carried`."""
+        self._check(clip, landmarks)
+        if not 1 <= keep <= clip.shape[0]:
+            raise ValueError(f"{self.spec.name}: keep must be in [1, {clip.shape[0]}], got {keep}")
+        out, state = self.restore_carried(clip, landmarks.astype(np.float32, copy=False), state, keep)
+        if out.shape != (keep, *clip.shape[1:]):
+            raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for {keep} kept frames")
+        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False), state

@@ -232,6 +232,8 @@ class TorchRestorer(Restorer):
         self.frame_model = frame_model
         self.device = torch.device(device)
         self.batch = max(1, batch)
+        # recurrent networks continue from the previous chunk's state (fvr.models.nets.recurrent.forward_carried)
+        self.carries_state = callable(getattr(net, "forward_carried", None)) and not uses_prior
 
     @torch.inference_mode()
     def restore_clip(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -250,6 +252,14 @@ class TorchRestorer(Restorer):
             prior = landmark_prior(lm.unsqueeze(0), x.shape[-1]) if self.uses_prior else None
             y = self.net(x.unsqueeze(0), prior)[0]
         return y.clamp_(0.0, 1.0).cpu().numpy().astype(np.float32, copy=False)
+
+
+    @torch.inference_mode()
+    def restore_carried(self, clip: np.ndarray, landmarks: np.ndarray, state: Any,
+                        keep: int) -> tuple[np.ndarray, Any]:
+        x = torch.from_numpy(np.ascontiguousarray(clip)).to(self.device)
+        y, state = self.net.forward_carried(x.unsqueeze(0), state, keep)
+        return y[0].clamp_(0.0, 1.0).cpu().numpy().astype(np.float32, copy=False), state
 
 
 def restorer_from_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str = "cpu",

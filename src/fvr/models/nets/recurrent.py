@@ -23,9 +23,13 @@ All three networks share one layout (tensor contract of :mod:`fvr.models.nets.co
 
 Temporal context: the networks loop over T in Python, so they accept any T >= 1. The pipeline hands each chunk
 ``past`` (and for ``recurrent-bi`` ``future``) frames of context around the frames it keeps; the hidden state is
-not carried across calls, it is **re-warmed over that context at every chunk** (K = ``context`` frames, 6 by
-default: enough for the state to forget its zero start, short enough to stay cheap). Under ``torch.onnx.export``
-the loop unrolls at the traced T, so the ONNX graph is valid for that T only.
+**carried across calls** (:meth:`RecurrentNet.forward_carried`): the forward state and the last frame it saw go
+from one chunk to the next, so a causal model restores a track in chunks exactly as in one call and never recomputes
+context. The bidirectional model carries its forward state the same way; its backward state cannot be carried (it
+comes from the future), so it is re-warmed over the ``future`` look-ahead frames of each chunk (K = ``context``
+frames, 6 by default). ``past`` = K is still declared: where no state exists (a segment restored on its own, a
+plain :meth:`forward` call) the state is re-warmed over K frames before the first frame that is kept. Under
+``torch.onnx.export`` the loop unrolls at the traced T, so the ONNX graph is valid for that T only.
 """
 
 from __future__ import annotations
@@ -141,6 +145,18 @@ class KalmanCell(nn.Module):
         return g * obs + (1.0 - g) * pred
 
 
+@dataclass(frozen=True)
+class Carried:
+    """What a recurrent network carries from one chunk of a sequence to the next.
+
+    state: (B, C, h, w) forward hidden state after the last output frame.
+    frame: (B, 3, h, w) that frame, average-pooled to the feature resolution (the flow to the next frame needs it).
+    """
+
+    state: torch.Tensor
+    frame: torch.Tensor
+
+
 class RecurrentNet(nn.Module):
     """Flow-aligned recurrent restorer; ``mode`` is "bi" (bidirectional), "forward" (causal) or "kalman" (causal).
 
@@ -201,20 +217,26 @@ class RecurrentNet(nn.Module):
         return states
 
     def propagate_forward(self, feats: torch.Tensor, flows: torch.Tensor | None,
-                          backward: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """Forward states, one (B, C, h, w) per frame: state t reads frames <= t (plus backward[t] when given)."""
-        state = torch.zeros_like(feats[:, 0])
+                          backward: list[torch.Tensor] | None = None, start: Carried | None = None,
+                          start_flow: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Forward states, one (B, C, h, w) per frame: state t reads frames <= t (plus backward[t] when given).
+        ``start``: the state carried from the frame before this clip, ``start_flow`` (B, 2, h, w) aligning that
+        frame onto frame 0; without it the propagation starts from zeros."""
+        state = torch.zeros_like(feats[:, 0]) if start is None else start.state
         states = []
         for t in range(feats.shape[1]):
-            warped = flow_warp(state, flows[:, t - 1]) if t > 0 else state
+            warped = flow_warp(state, flows[:, t - 1]) if t > 0 else (
+                state if start is None else flow_warp(state, start_flow))
             extra = (backward[t],) if backward is not None else ()
             state = self.forward_cell(feats[:, t], *extra, warped)
             states.append(state)
         return states
 
-    def propagate_kalman(self, feats: torch.Tensor, flows: torch.Tensor | None) -> list[torch.Tensor]:
-        """Kalman-filtered states: the first frame's state is its observation (no prediction yet: gain 1)."""
-        state = feats[:, 0]
+    def propagate_kalman(self, feats: torch.Tensor, flows: torch.Tensor | None, start: Carried | None = None,
+                         start_flow: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Kalman-filtered states: the first frame's state is its observation (no prediction yet: gain 1), unless
+        a state is carried from the frame before (``start``, aligned by ``start_flow``)."""
+        state = feats[:, 0] if start is None else self.kalman(flow_warp(start.state, start_flow), feats[:, 0])
         states = [state]
         for t in range(1, feats.shape[1]):
             state = self.kalman(flow_warp(state, flows[:, t - 1]), feats[:, t])
@@ -224,19 +246,42 @@ class RecurrentNet(nn.Module):
     # -- whole network ----------------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        return self._run(x, None, x.shape[1])[0]
+
+    def forward_carried(self, x: torch.Tensor, start: Carried | None, keep: int) -> tuple[torch.Tensor, Carried]:
+        """Restore the next frames of a sequence, continuing from the state carried out of the previous call.
+
+        x: (B, T, 3, S, S) float32 in [0, 1], the next T frames; the first ``keep`` (1 <= keep <= T) are output,
+        the rest are look-ahead (read only by the bidirectional model's backward pass). start: what the previous
+        call returned (None at the start of a sequence). Returns (B, keep, 3, S, S) = x + residual and the state
+        after frame keep-1. For the causal modes, calls over consecutive pieces of a sequence give the output of
+        one :meth:`forward` over the whole sequence (up to float rounding)."""
+        if not 1 <= keep <= x.shape[1]:
+            raise ValueError(f"keep must be in [1, {x.shape[1]}], got {keep}")
+        out, state = self._run(x, start, keep)
+        return out, Carried(state, F.avg_pool2d(x[:, keep - 1], self.config.scale))
+
+    def _run(self, x: torch.Tensor, start: Carried | None, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, keep, 3, S, S) output and the forward hidden state after frame keep-1."""
         frames, b, t = to_frames(x)
         feats = from_frames(self.encoder(frames), b, t)  # (B, T, C, h, w), every frame in one batch
         fwd_flows, bwd_flows = self.neighbour_flows(x)
+        start_flow = None  # aligns the previous call's last frame onto frame 0
+        if start is not None:
+            start_flow = self.flow(F.avg_pool2d(x[:, 0], self.config.scale), start.frame)
         if self.mode == "kalman":
-            states = self.propagate_kalman(feats, fwd_flows)
+            states = self.propagate_kalman(feats, fwd_flows, start, start_flow)[:keep]
+            carried = states[-1]
         elif self.mode == "forward":
-            states = self.propagate_forward(feats, fwd_flows)
+            states = self.propagate_forward(feats, fwd_flows, None, start, start_flow)[:keep]
+            carried = states[-1]
         else:
             backward = self.propagate_backward(feats, bwd_flows)
-            forward = self.propagate_forward(feats, fwd_flows, backward)
+            forward = self.propagate_forward(feats[:, :keep], fwd_flows, backward, start, start_flow)
             states = [torch.cat([f, bk], dim=1) for f, bk in zip(forward, backward)]
-        hidden = torch.stack(states, dim=1).reshape(b * t, -1, *feats.shape[-2:])
-        return x + from_frames(self.decoder(hidden), b, t)
+            carried = forward[-1]
+        hidden = torch.stack(states, dim=1).reshape(b * keep, -1, *feats.shape[-2:])
+        return x[:, :keep] + from_frames(self.decoder(hidden), b, keep), carried
 
 
 # ----------------------------------------------------------------------------------------------- specs
