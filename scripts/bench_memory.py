@@ -1,8 +1,10 @@
 """Peak memory of `fvr restore` against video length: it must not grow with the number of frames.
 
 Builds synthetic 1080p videos of the astronaut's moving face (public domain) with an AAC track, of each given
-duration, then runs `fvr restore` on each in a fresh process and reads that process's peak resident memory
-(``ru_maxrss`` of the child). Same settings for every length, so any growth would come from the length alone.
+duration, then runs `fvr restore` on each in a fresh process and reports its peak resident memory: of the largest
+single process (``ru_maxrss``) and of the process with its worker processes together (sampled; a segmented job
+restores its segments in fresh workers, `--segments-per-process`). Same settings for every length, so any growth
+would come from the length alone.
 
     python scripts/bench_memory.py --minutes 1 10 --fps 10 --json docs/bench/memory.json
 
@@ -62,16 +64,45 @@ _WRAPPER = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], chec
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory (KB) of the descendants of process ``pid`` (not ``pid`` itself), from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * 4  # pages of 4 KB
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def run_restore(src: Path, dst: Path, extra: list[str]) -> dict[str, float]:
-    """`fvr restore` in a child process of its own wrapper (so ``ru_maxrss`` covers that run alone); returns the
-    wall time and the peak resident memory in MB."""
+    """`fvr restore` in a child of a small wrapper process; returns the wall time, the peak resident memory of the
+    largest single process (``ru_maxrss`` of the wrapper's children, exact) and the peak of the sum over `fvr` and
+    its worker processes (sampled every 0.1 s), in MB."""
     fvr = str(Path(sys.executable).parent / "fvr")
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _WRAPPER, fvr, "restore", str(src), "-o", str(dst), "-q", *extra],
-                          check=True, capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, fvr, "restore", str(src), "-o", str(dst), "-q", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tree_kb = 0
+    while proc.poll() is None:
+        tree_kb = max(tree_kb, _tree_rss_kb(proc.pid))
+        time.sleep(0.1)
     seconds = time.perf_counter() - t0
-    peak_kb = int(done.stdout.strip().splitlines()[-1])  # Linux reports KB
-    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024.0}
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"fvr restore failed: {err.strip()}")
+    peak_kb = int(out.strip().splitlines()[-1])  # Linux reports KB
+    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024.0, "peak_tree_rss_mb": tree_kb / 1024.0}
 
 
 def main() -> None:
@@ -90,11 +121,14 @@ def main() -> None:
             result = run_restore(src, Path(tmp) / f"out-{minutes:g}min.mp4", args.restore_args.split())
             rows.append({"minutes": minutes, "frames": frames, **result, "fps": frames / result["seconds"]})
             src.unlink()
-            print(f"{minutes:g} min ({frames} frames 1920x1080): peak RSS {result['peak_rss_mb']:.0f} MB, "
-                  f"{result['seconds']:.0f} s, {frames / result['seconds']:.1f} fps", flush=True)
-    print("\n| length | frames | peak RSS MB | seconds | fps |\n|---|---|---|---|---|")
+            print(f"{minutes:g} min ({frames} frames 1920x1080): peak RSS {result['peak_rss_mb']:.0f} MB "
+                  f"(all processes {result['peak_tree_rss_mb']:.0f} MB), {result['seconds']:.0f} s, "
+                  f"{frames / result['seconds']:.1f} fps", flush=True)
+    print("\n| length | frames | peak RSS MB, largest process | peak RSS MB, all processes | seconds | fps |\n"
+          "|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['minutes']:g} min | {r['frames']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.0f} | {r['fps']:.1f} |")
+        print(f"| {r['minutes']:g} min | {r['frames']} | {r['peak_rss_mb']:.0f} | {r['peak_tree_rss_mb']:.0f} | "
+              f"{r['seconds']:.0f} | {r['fps']:.1f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows, "fps": args.fps, "restore_args": args.restore_args,

@@ -76,6 +76,25 @@ def test_restore_cli(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert read_frames(out)[0].shape == (12, 384, 384, 3)
 
 
+def test_restore_cli_segments_in_worker_processes(clip: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A video longer than --segment-frames is restored segment by segment in fresh worker processes (the
+    default): same frames as one process; a worker's error reaches the user as the same one line and exit code."""
+    outs = {}
+    for per_process in ("1", "0"):
+        out = tmp_path / f"out{per_process}.mp4"
+        code, stdout, err = run(["restore", str(clip), "-o", str(out), "--json", "--segment-frames", "5",
+                                 "--segments-per-process", per_process, "--crf", "0", "--model", "classical"],
+                                capsys)
+        assert code == 0, err
+        assert json.loads(stdout)["frames"] == 12
+        outs[per_process] = read_frames(out)[0]
+    assert np.array_equal(outs["1"], outs["0"])
+    code, _, err = run(["restore", str(clip), "-o", str(tmp_path / "bad.mp4"), "--segment-frames", "5",
+                        "--model", "no-such-model"], capsys)
+    assert code == 4 and "no-such-model" in _one_error_line(err)
+
+
 def _bad_inputs(tmp: Path) -> dict[str, Path]:
     good = write_video(tmp / "good.mp4", face_clip(10, 128))
     data = good.read_bytes()

@@ -81,7 +81,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_output(clip: Path, tmp_path
     restore_video_job(clip, tmp_path / "full.mp4", config, segment_frames=7)
 
     def kill_after_two(stage: str, done: int, total: int) -> None:
-        if stage == "restore" and done >= 14:
+        if stage == "restore" and done >= 15:  # the first frame of the third segment
             raise _Kill
 
     out = tmp_path / "resumed.mp4"
@@ -106,6 +106,39 @@ def test_resume_after_a_kill_gives_the_uninterrupted_output(clip: Path, tmp_path
     b, tb = read_frames(out)
     assert ta == tb and np.array_equal(a, b)  # decoded frames identical, not just close
     assert read_packets(out, "audio") == read_packets(tmp_path / "full.mp4", "audio") == read_packets(clip, "audio")
+
+
+def test_segments_in_fresh_processes_give_the_in_process_output(clip: Path, tmp_path: Path):
+    """segments_per_process: a chain of spawned children (one for the analysis pass, then 2 segments each: 3 more
+    for 5 segments) produces exactly the in-process output and audio, reports progress, leaves no job folder."""
+    import multiprocessing
+
+    config = RestoreConfig(model="fvr-fast", encode=EncodeOptions(crf=0))
+    restore_video_job(clip, tmp_path / "here.mp4", config, segment_frames=7)
+    children: set[int] = set()
+    seen: list[tuple[str, int]] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        seen.append((stage, done))
+        children.update(c.pid for c in multiprocessing.active_children() if c.pid is not None)
+
+    out = tmp_path / "children.mp4"
+    report = restore_video_job(clip, out, config, segment_frames=7, segments_per_process=2, progress=progress)
+    assert report.frames == 30 and report.face_frames > 0
+    assert len(children) == 4  # the analysis pass, then one fresh process per two segments
+    assert ("restore", 30) in seen and any(stage == "analyse" for stage, _ in seen)
+    a, ta = read_frames(tmp_path / "here.mp4")
+    b, tb = read_frames(out)
+    assert ta == tb and np.array_equal(a, b)
+    assert read_packets(out, "audio") == read_packets(clip, "audio")
+    assert not job_dir(out).exists()
+
+
+def test_an_error_in_a_child_process_is_the_same_one_line_error(clip: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="no-such-model"):
+        restore_video_job(clip, tmp_path / "x.mp4", RestoreConfig(model="no-such-model"), segment_frames=7,
+                          segments_per_process=1)
+    assert not (tmp_path / "x.mp4").exists()
 
 
 def test_resume_refuses_other_settings(clip: Path, tmp_path: Path):

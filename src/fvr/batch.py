@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from fvr.errors import ConfigError, FvrError, InputError, OutputError, reason
 from fvr.io.sink import VIDEO_SUFFIXES
-from fvr.jobs import DEFAULT_SEGMENT_FRAMES, Job, Segment, job_dir, settings_key
+from fvr.jobs import DEFAULT_SEGMENT_FRAMES, Job, Segment, job_dir, selected_tracks, settings_key
 from fvr.models import builtin_registry
 from fvr.pipeline import RestoreConfig, build_restorer
 
@@ -249,15 +249,6 @@ def _set_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def _selected_tracks(job: Job, config: RestoreConfig, fps: float) -> FaceTracks:
-    """The job's face tracks, smoothed and selected exactly as :func:`fvr.jobs.restore_video_job` does."""
-    from fvr.faces import smooth_tracks
-
-    raw = job.tracks()
-    tracks = smooth_tracks(raw, config.smoothing, fps)
-    return tracks.select(config.faces) if raw.tracks else tracks
-
-
 def _load_job(folder: Path) -> Job:
     """The job an analysis task wrote (read by the actors and tasks that work on it)."""
     return Job(folder, json.loads((folder / "job.json").read_text()))
@@ -278,7 +269,7 @@ def analyse_video(input: str, output: str, config: RestoreConfig, segment_frames
             job = open_job(in_path, out_path, config, segment_frames, resume=resume,
                            analyse=lambda: analyse_with_pts(source, config))
             fps = float(source.info.fps)
-        selected = _selected_tracks(job, config, fps)  # a bad --faces fails here, before any restoring
+        selected = selected_tracks(job, config, fps)  # a bad --faces fails here, before any restoring
     except BaseException:
         if folder.is_dir() and not (folder / "job.json").exists():
             shutil.rmtree(folder, ignore_errors=True)  # an analysis that never finished leaves nothing behind
@@ -342,7 +333,7 @@ class SegmentWorker:
         t0 = time.perf_counter()
         if self._job is None or self._job[0] != folder:
             job = _load_job(Path(folder))
-            self._job = (folder, _selected_tracks(job, self.config, fps), job.pts())
+            self._job = (folder, selected_tracks(job, self.config, fps), job.pts())
         _, tracks, pts = self._job
         seg = Segment(*segment)
         with MediaSource(input, sequence_fps=self.config.sequence_fps) as source:

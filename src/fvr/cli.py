@@ -136,6 +136,7 @@ def restore(
     fps: Annotated[Optional[float], typer.Option(help="Frame rate for image-sequence input.")] = None,
     segment_frames: Annotated[int, typer.Option(min=1, help="Videos longer than this are restored in segments of this many frames, with progress kept on disk (see --resume).")] = 1500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command: finished segments are kept.")] = False,
+    segments_per_process: Annotated[int, typer.Option(min=0, help="Segmented videos: restore this many segments in a fresh worker process, then start another, so memory cannot creep over hours of video (0 = all in this process).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
 ) -> None:
@@ -160,7 +161,7 @@ def restore(
     )
     with _RichProgress(enabled=not quiet and not as_json) as progress:
         report = restore_video_job(input, output, config, segment_frames=segment_frames, resume=resume,
-                                   progress=progress)
+                                   progress=progress, segments_per_process=segments_per_process)
     if as_json:
         out.print_json(json.dumps({**asdict(report), "fps": report.fps}))
     elif not quiet:

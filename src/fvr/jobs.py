@@ -28,15 +28,17 @@ import json
 import logging
 import shutil
 import time
+import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
-from fvr.errors import ConfigError, OutputError, reason
+from fvr.errors import ConfigError, FvrError, InputError, OutputError, reason
 from fvr.faces import FaceTracks, analyse_frames, make_detector, smooth_tracks
 from fvr.faces.store import load_tracks, save_tracks
 from fvr.io import MediaSource, check_output_path, is_sequence_path
@@ -194,11 +196,13 @@ def analyse_with_pts(source: MediaSource, config: RestoreConfig,
 
 
 def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restorer: Restorer,
-                    config: RestoreConfig, segment: Segment, pts: np.ndarray | None = None) -> int:
+                    config: RestoreConfig, segment: Segment, pts: np.ndarray | None = None,
+                    on_frame: Callable[[int], None] | None = None) -> int:
     """Restore frames [segment.start, segment.stop) of ``source`` into the video-only file ``path`` (atomic),
     reading the restorer's declared past/future context around it. ``tracks``: smoothed and selected. ``pts``:
     every frame's timestamp (from the analysis pass), to seek to the segment instead of decoding from the first
-    frame. Returns the number of frames written."""
+    frame. ``on_frame(k)`` is called after the segment's k-th frame is written. Returns the number of frames
+    written."""
     info = source.info
     size = (info.width * config.upscale, info.height * config.upscale)
     lo = max(0, segment.start - restorer.spec.past)
@@ -214,6 +218,8 @@ def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restore
             for frame, rgb in pairs:
                 if segment.start <= frame.index < segment.stop:
                     sink.write(rgb, frame.pts)
+                    if on_frame is not None:
+                        on_frame(sink.frames_written)
 
         frames = source.frames_from(lo, pts) if pts is not None else source.frames()
         for frame in frames:
@@ -284,16 +290,42 @@ def restore_video_job(
     resume: bool = False,
     registry: ModelRegistry | None = None,
     progress: ProgressCallback | None = None,
+    segments_per_process: int = 0,
 ) -> RestoreReport:
     """``fvr restore`` for videos of any length: segmented and resumable (see the module docstring).
 
     Video outputs whose input is longer than ``segment_frames`` go through segments; shorter inputs, PNG-sequence
     outputs and whole-frame models run the single-pass :func:`fvr.pipeline.restore_video`.
-    """
-    from fvr.pipeline import restore_video
 
+    segments_per_process: 0 runs everything in this process. N > 0 restores a segmented job in a chain of fresh
+    child processes (spawned): one runs the analysis pass (when it is not on disk yet), then each restores at most
+    N segments and exits; the next one resumes the job from its folder. Memory that the C allocator keeps after a
+    segment (heap fragmentation, which grows with the number of frames a process has handled) goes back to the
+    system with each child, so peak memory stays that of N segments however long the video is. This process only
+    waits (it does not import torch or load a model). ``registry`` must then be None (the children build the
+    model from ``config`` with the built-in registry).
+    """
     config.validate()
     in_path, out_path = Path(input), check_output_path(output, input)
+    if segments_per_process < 0:
+        raise ConfigError(f"segments_per_process must be >= 0, got {segments_per_process}")
+    if segments_per_process and registry is None and not is_sequence_path(out_path):
+        frames = _frame_estimate(in_path, config)
+        if frames is None or frames > segment_frames or (resume and job_dir(out_path).is_dir()):
+            return _restore_in_children(in_path, out_path, config, segment_frames, resume, progress,
+                                        segments_per_process)
+    report = _restore_job(in_path, out_path, config, segment_frames, resume, registry, progress, None)
+    assert report is not None  # no segment limit: the job ran to the end
+    return report
+
+
+def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_frames: int, resume: bool,
+                 registry: ModelRegistry | None, progress: ProgressCallback | None,
+                 max_segments: int | None) -> RestoreReport | None:
+    """The job in this process; with ``max_segments``, stops after restoring that many unfinished segments and
+    returns None while segments remain (the job folder keeps the progress)."""
+    from fvr.pipeline import restore_video
+
     registry = registry or builtin_registry()
     restorer = build_restorer(config, registry)
     info_frames = _frame_estimate(in_path, config)
@@ -305,20 +337,34 @@ def restore_video_job(
         return restore_video(in_path, out_path, config, registry=registry, restorer=restorer, progress=progress)
 
     t0 = time.perf_counter()
+    analysed: list[bool] = []
     with MediaSource(in_path, sequence_fps=config.sequence_fps) as source:
-        job = open_job(in_path, out_path, config, segment_frames, resume=resume,
-                       analyse=lambda: analyse_with_pts(source, config, progress))
+
+        def analyse() -> tuple[FaceTracks, np.ndarray]:
+            analysed.append(True)
+            return analyse_with_pts(source, config, progress)
+
+        job = open_job(in_path, out_path, config, segment_frames, resume=resume, analyse=analyse)
+        if analysed and max_segments is not None:
+            # a worker that ran pass 1 (every frame of the video) stops there: its heap has seen the whole video,
+            # the segment workers after it see one segment each
+            return None
         raw = job.tracks()
         pts = job.pts()
-        tracks = smooth_tracks(raw, config.smoothing, float(source.info.fps))
-        if raw.tracks:
-            tracks = tracks.select(config.faces)
+        tracks = selected_tracks(job, config, float(source.info.fps))
         t1 = time.perf_counter()
         done = 0
         total = job.meta["num_frames"]
+        budget = max_segments
         for segment in job.segments:
             if not job.done(segment):
-                restore_segment(source, job.segment_path(segment), tracks, restorer, config, segment, pts)
+                if budget is not None and budget <= 0:
+                    return None
+                on_frame = None if progress is None else (
+                    lambda k, base=done: progress("restore", base + k, total))  # type: ignore[misc]
+                restore_segment(source, job.segment_path(segment), tracks, restorer, config, segment, pts,
+                                on_frame=on_frame)
+                budget = None if budget is None else budget - 1
             done += segment.stop - segment.start
             if progress is not None:
                 progress("restore", done, total)
@@ -333,6 +379,87 @@ def restore_video_job(
         face_frames=sum(len(t) for t in tracks.tracks), scene_cuts=len(raw.scene_cuts),
         seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings,
     )
+
+
+def selected_tracks(job: Job, config: RestoreConfig, fps: float) -> FaceTracks:
+    """The job's face tracks, smoothed and selected (``config.faces``) as every segment of it must see them."""
+    raw = job.tracks()
+    tracks = smooth_tracks(raw, config.smoothing, fps)
+    return tracks.select(config.faces) if raw.tracks else tracks
+
+
+# ------------------------------------------------------------------------------------------ child processes
+
+_ERRORS = {cls.__name__: cls for cls in (FvrError, InputError, OutputError, ConfigError)}
+_PROGRESS_EVERY = 0.2  # seconds between progress messages from a child
+
+
+def _job_child(queue: Any, input: str, output: str, config: RestoreConfig, segment_frames: int, resume: bool,
+               max_segments: int) -> None:
+    """Child process entry: run (part of) the job and report to the parent through ``queue``."""
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - last[0] >= _PROGRESS_EVERY or (total is not None and done >= total):
+            last[0] = now
+            queue.put(("progress", stage, done, total))
+
+    try:
+        report = _restore_job(Path(input), Path(output), config, segment_frames, resume, None, progress,
+                              max_segments)
+        queue.put(("done", report))
+    except FvrError as exc:
+        queue.put(("error", type(exc).__name__, str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - any failure must reach the parent as a message
+        queue.put(("crash", f"{type(exc).__name__}: {reason(exc)}", traceback.format_exc()))
+
+
+def _restore_in_children(in_path: Path, out_path: Path, config: RestoreConfig, segment_frames: int, resume: bool,
+                         progress: ProgressCallback | None, segments_per_process: int) -> RestoreReport:
+    """Run the job as a chain of spawned children (see :func:`restore_video_job`) until one of them finishes it."""
+    import multiprocessing
+    import queue as queues
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing inherited, nothing to fork badly
+    t0 = time.perf_counter()
+    while True:
+        channel = ctx.Queue()
+        child = ctx.Process(target=_job_child, daemon=True, name="fvr-segments",
+                            args=(channel, str(in_path), str(out_path), config, segment_frames, resume,
+                                  segments_per_process))
+        child.start()
+        try:
+            while True:
+                try:
+                    message = channel.get(timeout=0.5)
+                except queues.Empty:
+                    if not child.is_alive():
+                        raise OutputError(f"a worker process restoring {in_path.name} ended without a result "
+                                          f"(exit code {child.exitcode}: killed, or out of memory?); run again "
+                                          f"with --resume to continue") from None
+                    continue
+                kind = message[0]
+                if kind == "progress":
+                    if progress is not None:
+                        progress(*message[1:])
+                    continue
+                if kind == "error":
+                    raise _ERRORS[message[1]](message[2])
+                if kind == "crash":
+                    log.debug("worker traceback:\n%s", message[2])
+                    raise RuntimeError(f"worker process failed: {message[1]}")
+                report = message[1]
+                break
+        finally:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+            channel.close()
+        if report is not None:
+            # the report's timings are the last child's: give the whole job's wall time (start-ups included)
+            return replace(report, seconds_analyse=0.0, seconds_restore=time.perf_counter() - t0)
+        resume = True  # the next child continues the job this one left on disk
 
 
 def _frame_estimate(path: Path, config: RestoreConfig) -> int | None:

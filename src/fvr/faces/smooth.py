@@ -11,8 +11,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import savgol_filter
 
 from fvr.errors import ConfigError
 from fvr.faces.track import FaceTracks, Track, face_sizes
@@ -29,6 +27,8 @@ def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     a = _as_float(x)
     if sigma <= 0 or len(a) < 2:
         return a.copy()
+    from scipy.ndimage import gaussian_filter1d  # scipy.ndimage/signal cost 0.5 s and 60 MB to import: when used
+
     return gaussian_filter1d(a, sigma, axis=0, mode="nearest")
 
 
@@ -47,6 +47,8 @@ def savgol_smooth(x: np.ndarray, window: int, order: int) -> np.ndarray:
     if w < 3:
         return a.copy()
     p = min(int(order), w - 1)
+    from scipy.signal import savgol_filter
+
     return savgol_filter(a, w, p, axis=0, mode="interp").astype(a.dtype, copy=False)
 
 

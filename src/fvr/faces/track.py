@@ -22,7 +22,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from fvr.errors import ConfigError, InputError
 from fvr.faces.align import FFHQ_TEMPLATE_512, similarity_transform, transform_points
@@ -461,6 +460,8 @@ def match(
     dist = np.linalg.norm(pred_landmarks[:, None] - dets.landmarks[None], axis=-1).mean(axis=-1) / sizes
     allowed = (iou >= config.iou_threshold) & (dist < _MAX_LANDMARK_SHIFT)
     cost = np.where(allowed, (1.0 - iou) + config.landmark_weight * dist, 1e6)
+    from scipy.optimize import linear_sum_assignment  # imported when first needed: scipy is slow to import
+
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
