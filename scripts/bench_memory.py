@@ -64,8 +64,8 @@ _WRAPPER = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], chec
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory (KB) of the descendants of process ``pid`` (not ``pid`` itself), from /proc (Linux)."""
+def _tree_rss_kb(pid: int) -> dict[int, int]:
+    """Resident memory (KB) of each descendant of process ``pid`` (not ``pid`` itself), from /proc (Linux)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -74,15 +74,15 @@ def _tree_rss_kb(pid: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, list(children.get(pid, []))
+    rss, todo = {}, list(children.get(pid, []))
     while todo:
         p = todo.pop()
         todo.extend(children.get(p, []))
         try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * 4  # pages of 4 KB
+            rss[p] = int(Path(f"/proc/{p}/statm").read_text().split()[1]) * 4  # pages of 4 KB
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return rss
 
 
 def run_restore(src: Path, dst: Path, extra: list[str]) -> dict[str, float]:
@@ -94,15 +94,21 @@ def run_restore(src: Path, dst: Path, extra: list[str]) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, fvr, "restore", str(src), "-o", str(dst), "-q", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tree_kb = 0
+    per_pid: dict[int, int] = {}  # sampled peak of each process (the parent, its workers)
     while proc.poll() is None:
-        tree_kb = max(tree_kb, _tree_rss_kb(proc.pid))
+        sample = _tree_rss_kb(proc.pid)
+        tree_kb = max(tree_kb, sum(sample.values()))
+        for p, kb in sample.items():
+            per_pid[p] = max(per_pid.get(p, 0), kb)
         time.sleep(0.1)
     seconds = time.perf_counter() - t0
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"fvr restore failed: {err.strip()}")
     peak_kb = int(out.strip().splitlines()[-1])  # Linux reports KB
-    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024.0, "peak_tree_rss_mb": tree_kb / 1024.0}
+    big = sorted(kb / 1024.0 for kb in per_pid.values() if kb > 100 * 1024)  # the parent and the workers
+    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024.0, "peak_tree_rss_mb": tree_kb / 1024.0,
+            "process_peaks_mb": big}
 
 
 def main() -> None:
@@ -123,7 +129,8 @@ def main() -> None:
             src.unlink()
             print(f"{minutes:g} min ({frames} frames 1920x1080): peak RSS {result['peak_rss_mb']:.0f} MB "
                   f"(all processes {result['peak_tree_rss_mb']:.0f} MB), {result['seconds']:.0f} s, "
-                  f"{frames / result['seconds']:.1f} fps", flush=True)
+                  f"{frames / result['seconds']:.1f} fps; sampled peaks of the processes over 100 MB: "
+                  f"{', '.join(f'{x:.0f}' for x in result['process_peaks_mb'])} MB", flush=True)
     print("\n| length | frames | peak RSS MB, largest process | peak RSS MB, all processes | seconds | fps |\n"
           "|---|---|---|---|---|---|")
     for r in rows:

@@ -121,6 +121,20 @@ def test_recurrent_state_is_carried_across_chunks(talking_clip: Path, tmp_path: 
     assert _psnr(out[5], out[1000]) > min_psnr
 
 
+def test_automatic_chunk_size() -> None:
+    """chunk None: 4 frames for a causal model that carries its state (fewer frames wait), 16 otherwise; an explicit
+    chunk always wins."""
+    from fvr.models.registry import builtin_registry
+    from fvr.pipeline import chunk_frames
+
+    registry = builtin_registry()
+    auto, fixed = RestoreConfig(), RestoreConfig(chunk=9)
+    causal = registry.create("recurrent-fast", allow_random=True)
+    bidirectional = registry.create("recurrent-bi-fast", allow_random=True)
+    assert chunk_frames(auto, causal) == 4 and chunk_frames(auto, bidirectional) == 16
+    assert chunk_frames(auto, WindowIdentity()) == 16 and chunk_frames(fixed, causal) == 9
+
+
 def test_upscale_and_strength(talking_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "up.mp4"
     report = restore_video(talking_clip, out, RestoreConfig(upscale=2, strength=0.5, background="bicubic"),

@@ -73,7 +73,9 @@ class RestoreConfig:
     feather: mask edge softness, fraction of the crop size.
     mask_coverage: size of the pasted face ellipse (1 = brows to chin; larger also pastes the restored hair and
         surroundings inside the crop, up to ~1.6 for nearly the whole crop).
-    chunk: frames per restorer call per track (memory/latency vs. batching efficiency).
+    chunk: frames per restorer call per track (memory/latency vs. batching efficiency); None = automatic:
+        4 for a causal model that carries its state (its output does not depend on the chunk, and fewer frames
+        wait in memory), else 16 (see :func:`chunk_frames`).
     sequence_fps: frame rate assumed for image-sequence inputs.
     """
 
@@ -93,7 +95,7 @@ class RestoreConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
-    chunk: int = 16
+    chunk: int | None = None
     sequence_fps: float | None = None
 
     def validate(self) -> None:
@@ -101,7 +103,7 @@ class RestoreConfig:
             raise ConfigError(f"strength must be in [0, 1], got {self.strength}")
         if not isinstance(self.upscale, int) or not 1 <= self.upscale <= 8:
             raise ConfigError(f"upscale must be an integer from 1 to 8, got {self.upscale}")
-        if self.chunk < 1:
+        if self.chunk is not None and self.chunk < 1:
             raise ConfigError(f"chunk must be >= 1, got {self.chunk}")
         if not 0.0 < self.feather <= 0.5:
             raise ConfigError(f"feather must be in (0, 0.5], got {self.feather}")
@@ -159,6 +161,16 @@ class _Crop:
     crop: np.ndarray  # (S, S, 3) float32 [0, 1]
     matrix: np.ndarray  # (2, 3) frame -> crop
     landmarks: np.ndarray  # (5, 2) crop pixels
+
+
+def chunk_frames(config: RestoreConfig, restorer: Restorer) -> int:
+    """Frames per restorer call per track: ``config.chunk``, or when it is None, 4 for a causal model that carries
+    its state (the chunk size then changes neither its output nor its cost per frame, measured in
+    docs/bench/carry.md, and a small chunk keeps few decoded frames waiting) and 16 for the others (whose context
+    is recomputed per call, or whose look-ahead is)."""
+    if config.chunk is not None:
+        return config.chunk
+    return 4 if restorer.carries_state and restorer.spec.future == 0 else 16
 
 
 class _TrackRunner:
@@ -222,7 +234,8 @@ class _Restorer:
         self.size = restorer.spec.crop_size
         self.mask = face_mask(self.size, feather=config.feather, coverage=config.mask_coverage)
         self.background = make_background(config.background, config.upscale)  # built once (a network, maybe)
-        self.runners = {t.id: _TrackRunner(t, restorer, config.chunk) for t in tracks.tracks}
+        chunk = chunk_frames(config, restorer)
+        self.runners = {t.id: _TrackRunner(t, restorer, chunk) for t in tracks.tracks}
         self.queue: deque[_Waiting] = deque()
         self.face_frames = 0
 
@@ -344,7 +357,7 @@ def _restore_whole_frames(input: str | Path, out_path: Path, restorer: Restorer,
     from fvr.models.framewise import restore_frames_video
 
     net = restorer.net  # type: ignore[attr-defined]
-    report = restore_frames_video(input, out_path, net, upscale=config.upscale, chunk=config.chunk,
+    report = restore_frames_video(input, out_path, net, upscale=config.upscale, chunk=config.chunk or 16,
                                   overlap=max(restorer.spec.past, restorer.spec.future), tile=FRAME_TILE,
                                   encode=config.encode, sequence_fps=config.sequence_fps, progress=progress)
     return RestoreReport(
