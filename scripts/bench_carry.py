@@ -5,7 +5,8 @@ at every chunk (the earlier scheme), alternating in one process on the same clip
     python scripts/bench_carry.py CLIP [--model fvr-fast] [--chunk 16] [--repeats 3] [--json out.json]
 
 Prints a Markdown table; also the lowest per-frame PSNR between the two outputs (they differ slightly: the
-re-warmed state has seen only `past` frames). Timings are wall-clock on whatever machine runs it: compare rows of one run only.
+re-warmed state has seen only `past` frames). Timings are wall-clock on whatever machine runs it: compare rows
+of one run only.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def analyse_video(input: str, output: str, config: RestoreConfig, segment_frames
             job = open_job(in_path, out_path, config, segment_frames, resume=resume,
                            analyse=lambda: analyse_with_pts(source, config))
             fps = float(source.info.fps)
-        selected = selected_tracks(job, config, fps)  # a bad --faces fails here, before any restoring
+        selected = selected_tracks(job.tracks(), config, fps)  # a bad --faces fails here, before any restoring
     except BaseException:
         if folder.is_dir() and not (folder / "job.json").exists():
             shutil.rmtree(folder, ignore_errors=True)  # an analysis that never finished leaves nothing behind
@@ -333,7 +333,7 @@ class SegmentWorker:
         t0 = time.perf_counter()
         if self._job is None or self._job[0] != folder:
             job = _load_job(Path(folder))
-            self._job = (folder, selected_tracks(job, self.config, fps), job.pts())
+            self._job = (folder, selected_tracks(job.tracks(), self.config, fps), job.pts())
         _, tracks, pts = self._job
         seg = Segment(*segment)
         with MediaSource(input, sequence_fps=self.config.sequence_fps) as source:

@@ -12,9 +12,10 @@ A segment restores frames ``[start − past, stop + future)`` — the context it
 ``[start, stop)``, so every segment is a pure function of the input and the settings: a job killed at any point
 and run again with ``--resume`` keeps its finished segments, redoes only the rest, and produces exactly the output
 an uninterrupted run produces (both go through the same segments). Temporal models re-warm their state over the
-declared past context at every segment start (inside a segment, recurrent models carry it from chunk to chunk). When all segments are done,
-their packets are joined without re-encoding into the output, interleaved with the input's audio and subtitle
-packets (copied untouched), written to a temporary file and renamed into place; then the job folder is removed.
+declared past context at every segment start (inside a segment, recurrent models carry it from chunk to chunk).
+When all segments are done, their packets are joined without re-encoding into the output, interleaved with the
+input's audio and subtitle packets (copied untouched), written to a temporary file and renamed into place; then
+the job folder is removed.
 
 Segments are also the unit of parallel work: :mod:`fvr.batch` runs them on Ray workers.
 """
@@ -351,7 +352,7 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
             return None
         raw = job.tracks()
         pts = job.pts()
-        tracks = selected_tracks(job, config, float(source.info.fps))
+        tracks = selected_tracks(raw, config, float(source.info.fps))
         t1 = time.perf_counter()
         done = 0
         total = job.meta["num_frames"]
@@ -381,9 +382,9 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
     )
 
 
-def selected_tracks(job: Job, config: RestoreConfig, fps: float) -> FaceTracks:
-    """The job's face tracks, smoothed and selected (``config.faces``) as every segment of it must see them."""
-    raw = job.tracks()
+def selected_tracks(raw: FaceTracks, config: RestoreConfig, fps: float) -> FaceTracks:
+    """A job's raw face tracks (``job.tracks()``), smoothed and selected (``config.faces``) as every segment of
+    it must see them."""
     tracks = smooth_tracks(raw, config.smoothing, fps)
     return tracks.select(config.faces) if raw.tracks else tracks
 

@@ -163,6 +163,12 @@ class _Crop:
     landmarks: np.ndarray  # (5, 2) crop pixels
 
 
+CHUNK = 16
+"""Frames per restorer call per track for models that recompute context or look-ahead at every call."""
+CARRIED_CHUNK = 4
+"""Frames per call for a causal model that carries its state: the chunk changes neither its output nor its cost."""
+
+
 def chunk_frames(config: RestoreConfig, restorer: Restorer) -> int:
     """Frames per restorer call per track: ``config.chunk``, or when it is None, 4 for a causal model that carries
     its state (the chunk size then changes neither its output nor its cost per frame, measured in
@@ -170,7 +176,7 @@ def chunk_frames(config: RestoreConfig, restorer: Restorer) -> int:
     is recomputed per call, or whose look-ahead is)."""
     if config.chunk is not None:
         return config.chunk
-    return 4 if restorer.carries_state and restorer.spec.future == 0 else 16
+    return CARRIED_CHUNK if restorer.carries_state and restorer.spec.future == 0 else CHUNK
 
 
 class _TrackRunner:
@@ -357,7 +363,7 @@ def _restore_whole_frames(input: str | Path, out_path: Path, restorer: Restorer,
     from fvr.models.framewise import restore_frames_video
 
     net = restorer.net  # type: ignore[attr-defined]
-    report = restore_frames_video(input, out_path, net, upscale=config.upscale, chunk=config.chunk or 16,
+    report = restore_frames_video(input, out_path, net, upscale=config.upscale, chunk=config.chunk or CHUNK,
                                   overlap=max(restorer.spec.past, restorer.spec.future), tile=FRAME_TILE,
                                   encode=config.encode, sequence_fps=config.sequence_fps, progress=progress)
     return RestoreReport(

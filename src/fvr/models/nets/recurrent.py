@@ -217,26 +217,25 @@ class RecurrentNet(nn.Module):
         return states
 
     def propagate_forward(self, feats: torch.Tensor, flows: torch.Tensor | None,
-                          backward: list[torch.Tensor] | None = None, start: Carried | None = None,
-                          start_flow: torch.Tensor | None = None) -> list[torch.Tensor]:
+                          backward: list[torch.Tensor] | None = None,
+                          start: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Forward states, one (B, C, h, w) per frame: state t reads frames <= t (plus backward[t] when given).
-        ``start``: the state carried from the frame before this clip, ``start_flow`` (B, 2, h, w) aligning that
-        frame onto frame 0; without it the propagation starts from zeros."""
-        state = torch.zeros_like(feats[:, 0]) if start is None else start.state
+        ``start``: the state carried from the frame before this clip, already aligned onto frame 0; without it the
+        propagation starts from zeros."""
+        state = torch.zeros_like(feats[:, 0]) if start is None else start
         states = []
         for t in range(feats.shape[1]):
-            warped = flow_warp(state, flows[:, t - 1]) if t > 0 else (
-                state if start is None else flow_warp(state, start_flow))
+            warped = flow_warp(state, flows[:, t - 1]) if t > 0 else state
             extra = (backward[t],) if backward is not None else ()
             state = self.forward_cell(feats[:, t], *extra, warped)
             states.append(state)
         return states
 
-    def propagate_kalman(self, feats: torch.Tensor, flows: torch.Tensor | None, start: Carried | None = None,
-                         start_flow: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def propagate_kalman(self, feats: torch.Tensor, flows: torch.Tensor | None,
+                         start: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Kalman-filtered states: the first frame's state is its observation (no prediction yet: gain 1), unless
-        a state is carried from the frame before (``start``, aligned by ``start_flow``)."""
-        state = feats[:, 0] if start is None else self.kalman(flow_warp(start.state, start_flow), feats[:, 0])
+        a state is carried from the frame before (``start``, already aligned onto frame 0)."""
+        state = feats[:, 0] if start is None else self.kalman(start, feats[:, 0])
         states = [state]
         for t in range(1, feats.shape[1]):
             state = self.kalman(flow_warp(state, flows[:, t - 1]), feats[:, t])
@@ -266,18 +265,18 @@ class RecurrentNet(nn.Module):
         frames, b, t = to_frames(x)
         feats = from_frames(self.encoder(frames), b, t)  # (B, T, C, h, w), every frame in one batch
         fwd_flows, bwd_flows = self.neighbour_flows(x)
-        start_flow = None  # aligns the previous call's last frame onto frame 0
+        aligned = None  # the carried state warped from the previous call's last frame onto frame 0
         if start is not None:
-            start_flow = self.flow(F.avg_pool2d(x[:, 0], self.config.scale), start.frame)
+            aligned = flow_warp(start.state, self.flow(F.avg_pool2d(x[:, 0], self.config.scale), start.frame))
         if self.mode == "kalman":
-            states = self.propagate_kalman(feats, fwd_flows, start, start_flow)[:keep]
+            states = self.propagate_kalman(feats, fwd_flows, aligned)[:keep]
             carried = states[-1]
         elif self.mode == "forward":
-            states = self.propagate_forward(feats, fwd_flows, None, start, start_flow)[:keep]
+            states = self.propagate_forward(feats, fwd_flows, None, aligned)[:keep]
             carried = states[-1]
         else:
             backward = self.propagate_backward(feats, bwd_flows)
-            forward = self.propagate_forward(feats[:, :keep], fwd_flows, backward, start, start_flow)
+            forward = self.propagate_forward(feats[:, :keep], fwd_flows, backward, aligned)
             states = [torch.cat([f, bk], dim=1) for f, bk in zip(forward, backward)]
             carried = forward[-1]
         hidden = torch.stack(states, dim=1).reshape(b * keep, -1, *feats.shape[-2:])
