@@ -7,7 +7,11 @@ whole machine: what is compared is one process with all the threads against seve
 
 Usage:
     python scripts/bench_batch.py [--clips 4] [--frames 150] [--size 640x360] [--model fvr-fast]
-        [--workers 1,2] [--segment-frames 1500] [--preset medium] [--json out.json] [--keep DIR]
+        [--workers 1,2] [--segment-frames 1500] [--segments-per-worker 0] [--preset medium] [--json out.json]
+        [--keep DIR]
+
+--segments-per-worker takes a list too ("0,1": every worker count with actors kept for the whole batch, then
+with a fresh actor after every segment), to measure what recycling the actors costs.
 
 Prints, per worker count, frames/s over the batch (the cluster and actor start-up excluded, reported beside it)
 and the ratio to the first run. Timings are wall-clock on whatever machine runs it: compare rows of one run only.
@@ -59,6 +63,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts, run in this order")
     parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: cores / workers)")
     parser.add_argument("--segment-frames", type=int, default=1500)
+    parser.add_argument("--segments-per-worker", default="0",
+                        help="comma-separated values of run_batch's segments_per_worker (0: actors never recycled)")
     parser.add_argument("--preset", default="medium", help="x264 preset of the outputs")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep the clips and outputs in this folder")
@@ -80,28 +86,31 @@ def main() -> None:
 
     config = RestoreConfig(model=args.model, device="cpu", encode=EncodeOptions(preset=args.preset))
     rows = []
-    for workers in counts:
-        out = root / f"out-{workers}"
+    recycles = [int(v) for v in args.segments_per_worker.split(",")]
+    for workers, recycle in ((w, r) for w in counts for r in recycles):
+        out = root / f"out-{workers}-{recycle}"
         shutil.rmtree(out, ignore_errors=True)
         load_before = os.getloadavg()[0]  # a shared machine: other work skews the figures, so say how much
         summary = run_batch([clips], out, config, workers=workers, threads=args.threads,
-                            segment_frames=args.segment_frames)
+                            segment_frames=args.segment_frames, segments_per_worker=recycle)
         failed = [f"{Path(v.input).name}: {v.error}" for v in summary.failed]
         if failed:
             raise SystemExit(f"{len(failed)} video(s) failed: {'; '.join(failed)}")
-        row = {"workers": workers, "threads_per_worker": summary.threads, "frames": summary.frames,
+        row = {"workers": workers, "segments_per_worker": recycle, "threads_per_worker": summary.threads,
+               "frames": summary.frames,
                "seconds": round(summary.seconds, 2), "startup_seconds": round(summary.startup_seconds, 2),
                "fps": round(summary.fps, 3), "load_before": round(load_before, 2),
                "load_after": round(os.getloadavg()[0], 2)}
         rows.append(row)
-        print(f"workers {workers} (threads {summary.threads}): {summary.frames} frames in {summary.seconds:.1f} s "
+        print(f"workers {workers} (threads {summary.threads}, segments per worker {recycle or 'all'}): "
+              f"{summary.frames} frames in {summary.seconds:.1f} s "
               f"= {summary.fps:.2f} frames/s (+{summary.startup_seconds:.1f} s cluster and actor start-up; "
               f"1-min load average {row['load_before']:.2f} before, {row['load_after']:.2f} after)")
     base = rows[0]["fps"]
     for row in rows:
         row["speedup"] = round(row["fps"] / base, 3) if base else None
-    print(" | ".join(f"{r['workers']} worker(s): {r['fps']:.2f} fps" for r in rows)
-          + f" | ratio {rows[-1]['workers']}/{rows[0]['workers']}: {rows[-1]['speedup']:.2f}x")
+    print(" | ".join(f"{r['workers']} worker(s), recycle {r['segments_per_worker']}: {r['fps']:.2f} fps "
+                     f"({r['speedup']:.2f}x)" for r in rows))
 
     if args.json:
         record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "cores": _cores(),

@@ -183,13 +183,26 @@ def test_resume_keeps_finished_segments_and_videos(cluster: None, clips: Path, t
     assert not other.videos[0].skipped and other.videos[0].status == "done"  # other settings: redone
 
 
-def test_learned_model_on_actors(cluster: None, clips: Path, tmp_path: Path):
+def test_learned_model_on_actors(cluster: None, clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """fvr-fast (torch weights shipped to the actors through the object store), the long clip in 4 segments on
-    2 actors: the same frames as the single-process job."""
+    2 actors, each actor replaced by a fresh process after every segment: the same frames as the single-process
+    job."""
+    from fvr import batch
+
+    recycled: list[int] = []
+    original = batch._Pool.recycle
+
+    def counting(self, slot):
+        recycled.append(slot.segments)
+        return original(self, slot)
+
+    monkeypatch.setattr(batch._Pool, "recycle", counting)
     config = RestoreConfig(model="fvr-fast", device="cpu", encode=LOSSLESS)
-    summary = run_batch([clips / "long.mp4"], tmp_path / "out", config, workers=2, segment_frames=SEGMENT)
+    summary = run_batch([clips / "long.mp4"], tmp_path / "out", config, workers=2, segment_frames=SEGMENT,
+                        segments_per_worker=1)
     assert summary.model == "fvr-fast" and summary.videos[0].status == "done"
     assert summary.videos[0].segments == 4
+    assert recycled == [1, 1, 1, 1]  # a fresh actor after each of the 4 segments
     restore_video_job(clips / "long.mp4", tmp_path / "reference.mp4", config, segment_frames=SEGMENT)
     _same_video(tmp_path / "out" / "long.mp4", tmp_path / "reference.mp4")
 

@@ -68,6 +68,43 @@ def test_segmented_run_matches_single_pass(clip: Path, tmp_path: Path, model: st
     assert not job_dir(tmp_path / "seg.mp4").exists()  # cleaned up after the join
 
 
+def test_window_cuts_copies_of_the_tracks(clip: Path):
+    with MediaSource(clip) as source:
+        tracks = analyse_source(source)
+    assert tracks.tracks and tracks.tracks[0].start < 10 < 20 < tracks.tracks[0].end
+    cut = tracks.window(10, 20)
+    assert cut.num_frames == tracks.num_frames and cut.scene_cuts == tracks.scene_cuts
+    a, b = tracks.tracks[0], cut.tracks[0]
+    assert b.id == a.id and b.start == 10 and b.end == 20
+    for name in ("frames", "landmarks", "raw_landmarks", "boxes", "scores", "detected"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name)[10 - a.start:20 - a.start])
+        assert not np.shares_memory(getattr(b, name), getattr(a, name))  # the whole arrays can be freed
+    assert [i for i, _ in cut.at_frame(15)] == [i for i, _ in tracks.at_frame(15)]
+    assert cut.at_frame(5) == [] and tracks.window(40, 50).tracks == []
+
+
+@pytest.mark.parametrize("model", ["classical", "fvr-quality"])
+def test_a_segment_restored_from_its_cut_equals_one_from_whole_tracks(clip: Path, tmp_path: Path, model: str):
+    """A segment's cut [start - past, stop + future) gives the frames whole tracks give, bit for bit (lossless),
+    also for the bidirectional model with look-ahead."""
+    from fvr.jobs import Segment, restore_segment, selected_tracks
+    from fvr.models import builtin_registry
+    from fvr.pipeline import build_restorer
+
+    config = RestoreConfig(model=model, encode=EncodeOptions(crf=0))
+    restorer = build_restorer(config, builtin_registry())
+    segment = Segment(1, 10, 20)
+    with MediaSource(clip) as source:
+        whole = selected_tracks(analyse_source(source), config, float(source.info.fps))
+        cut = whole.window(segment.start - restorer.spec.past, segment.stop + restorer.spec.future)
+        assert sum(map(len, cut.tracks)) < sum(map(len, whole.tracks))
+        restore_segment(source, tmp_path / "whole.mp4", whole, restorer, config, segment)
+        restore_segment(source, tmp_path / "cut.mp4", cut, restorer, config, segment)
+    a, ta = read_frames(tmp_path / "whole.mp4")
+    b, tb = read_frames(tmp_path / "cut.mp4")
+    assert len(a) == 10 and ta == tb and np.array_equal(a, b)
+
+
 class _Kill(Exception):
     pass
 
@@ -98,6 +135,14 @@ def test_resume_after_a_kill_gives_the_uninterrupted_output(clip: Path, tmp_path
         return original(*args, **kwargs)
 
     monkeypatch.setattr(jobs, "restore_segment", counting)
+    # the resumed run reads only each segment's own cut of the face tracks: never the whole video's, never smooths
+    assert all((job_dir(out) / f"seg-{i:05d}.tracks.npz").is_file() for i in (2, 3, 4))
+
+    def whole_video_tracks(*args, **kwargs):
+        raise AssertionError("a segment must not need the whole video's face tracks")
+
+    monkeypatch.setattr(jobs.Job, "tracks", whole_video_tracks)
+    monkeypatch.setattr(jobs, "smooth_tracks", whole_video_tracks)
     report = restore_video_job(clip, out, config, segment_frames=7, resume=True)
     assert redone == [2, 3, 4]  # the finished segments are kept
     assert report.frames == 30

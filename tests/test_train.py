@@ -305,6 +305,50 @@ def test_frames_mode_patches(video: Path, tmp_path: Path) -> None:
     assert batch.hq.shape == batch.lq.shape == (2, 3, 3, 32, 32) and batch.prior is None
 
 
+def test_patch_windows_of_face_crops(video: Path, cache_dir: Path) -> None:
+    from fvr.train.config import config_from_mapping
+    from fvr.train.data import ClipSampler, check_scales, load_data, validation_samples
+
+    cfg = config_from_mapping({"model": {"arch": "tiny-prior"},
+                               "data": {"clips": [str(video)], "crop_size": 32, "patch": 16, "clip_len": 3,
+                                        "cache": str(cache_dir)},
+                               "augment": {"hflip": 0.0}, "optim": {"batch_size": 2}})
+    check_scales(cfg, 32)
+    sampler = ClipSampler(load_data(cfg, 32).train, cfg, 32, uses_prior=True, use_codec=False)
+    batch = sampler.batch(3)
+    assert batch.hq.shape == batch.lq.shape == (2, 3, 3, 16, 16) and batch.prior.shape[-2:] == (16, 16)
+    clip = sampler.clips[0]
+    windows = set()
+    for seed in range(6):
+        sample = sampler.make_sample(clip, 1, np.random.default_rng(seed), augment=True)
+        hq = np.rint(sample.hq.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+        # the HQ patch is a window of the cached crops, the same in every frame, and the landmarks moved with it
+        found = [(y, x) for y in range(17) for x in range(17) if np.array_equal(hq, clip.frames[1:4, y:y + 16, x:x + 16])]
+        assert len(found) >= 1
+        y, x = found[0]
+        assert np.allclose(sample.landmarks, clip.landmarks[1:4] - np.array([x, y], np.float32))
+        windows.add(found[0])
+    assert len(windows) > 1  # the window moves from sample to sample
+    val = validation_samples(sampler, sampler.clips, 2)  # validation keeps whole crops
+    assert val[0].hq.shape == (3, 3, 32, 32)
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"crop_size": 32, "patch": 40}, "data.patch"),
+    ({"crop_size": 32, "patch": 20}, "data.patch 20 is not a multiple"),
+    ({"crop_size": 32, "patch": 16, "mode": "frames"}, "faces mode"),
+])
+def test_patch_refusals(video: Path, data: dict, fragment: str) -> None:
+    from fvr.train.config import config_from_mapping
+    from fvr.train.data import check_scales
+
+    with pytest.raises(ConfigError) as info:
+        cfg = config_from_mapping({"model": {"arch": "tiny-test"}, "data": {"clips": [str(video)], **data},
+                                   "degrade": {"presets": {"vfhq": 1.0}}})
+        check_scales(cfg, 32)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
 def test_flip_swaps_landmarks(video: Path, cache_dir: Path) -> None:
     from fvr.train.config import config_from_mapping
     from fvr.train.data import ClipSampler, load_data

@@ -37,16 +37,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fvr.errors import ConfigError, FvrError, InputError, OutputError, reason
 from fvr.io.sink import VIDEO_SUFFIXES
-from fvr.jobs import DEFAULT_SEGMENT_FRAMES, Job, Segment, job_dir, selected_tracks, settings_key
+from fvr.jobs import DEFAULT_SEGMENT_FRAMES, Job, Segment, job_dir, settings_key
 from fvr.models import builtin_registry
 from fvr.pipeline import RestoreConfig, build_restorer
-
-if TYPE_CHECKING:
-    from fvr.faces import FaceTracks
 
 log = logging.getLogger(__name__)
 
@@ -255,11 +252,12 @@ def _load_job(folder: Path) -> Job:
 
 
 def analyse_video(input: str, output: str, config: RestoreConfig, segment_frames: int, resume: bool,
-                  threads: int) -> dict[str, Any]:
-    """The analysis task: open (or resume) the video's job in the output folder. Returns its plan and which
-    segments are already finished."""
+                  threads: int, context: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """The analysis task: open (or resume) the video's job in the output folder and cut each segment's face
+    tracks (``context``: the restorer's (past, future) frames). Returns its plan and which segments are already
+    finished."""
     from fvr.io import MediaSource
-    from fvr.jobs import analyse_with_pts, open_job
+    from fvr.jobs import analyse_with_pts, open_job, prepare_segments
 
     _set_threads(threads)
     in_path, out_path = Path(input), Path(output)
@@ -269,7 +267,7 @@ def analyse_video(input: str, output: str, config: RestoreConfig, segment_frames
             job = open_job(in_path, out_path, config, segment_frames, resume=resume,
                            analyse=lambda: analyse_with_pts(source, config))
             fps = float(source.info.fps)
-        selected = selected_tracks(job.tracks(), config, fps)  # a bad --faces fails here, before any restoring
+        counts = prepare_segments(job, config, fps, *context)  # a bad --faces fails here, before any restoring
     except BaseException:
         if folder.is_dir() and not (folder / "job.json").exists():
             shutil.rmtree(folder, ignore_errors=True)  # an analysis that never finished leaves nothing behind
@@ -277,7 +275,7 @@ def analyse_video(input: str, output: str, config: RestoreConfig, segment_frames
     segments = job.segments
     return {"folder": str(folder), "fps": fps, "num_frames": job.meta["num_frames"],
             "segments": [(s.index, s.start, s.stop) for s in segments],
-            "done": [job.done(s) for s in segments], "tracks": len(selected.tracks)}
+            "done": [job.done(s) for s in segments], "tracks": counts["tracks"]}
 
 
 def join_video(input: str, output: str, folder: str, segments: list[tuple[int, int, int]],
@@ -311,8 +309,8 @@ class SegmentWorker:
             restorer = build_restorer(restorer.config, builtin_registry())
         self.restorer = restorer
         self.config = config
-        self._job: tuple[str, FaceTracks, Any] | None = None  # (job folder, selected tracks, frame pts): the last
-        # video's, since a video's segments often follow one another on the same actor
+        self._job: tuple[str, Any] | None = None  # (job folder, frame pts): the last video's, since a video's
+        # segments often follow one another on the same actor
 
     def describe(self) -> tuple[str, int]:
         """(node id, usable cores of this process): the driver shares each node's cores among its actors."""
@@ -331,11 +329,12 @@ class SegmentWorker:
         from fvr.jobs import restore_segment
 
         t0 = time.perf_counter()
+        job = _load_job(Path(folder))
         if self._job is None or self._job[0] != folder:
-            job = _load_job(Path(folder))
-            self._job = (folder, selected_tracks(job.tracks(), self.config, fps), job.pts())
-        _, tracks, pts = self._job
+            self._job = (folder, job.pts())
+        pts = self._job[1]
         seg = Segment(*segment)
+        tracks = job.segment_tracks(seg)  # its own cut only (prepared by the analysis task)
         with MediaSource(input, sequence_fps=self.config.sequence_fps) as source:
             # pts: the analysis pass's frame timestamps, so that the segment seeks to its keyframe
             frames = restore_segment(source, Path(folder) / seg.name, tracks, self.restorer, self.config, seg, pts)
@@ -411,6 +410,7 @@ class _Slot:
     actor: Any
     node: str
     threads: int
+    segments: int = 0  # segments restored by its current actor (see _Pool.recycle)
 
 
 class _Pool:
@@ -462,6 +462,14 @@ class _Pool:
         slot.actor = actor
         return True
 
+    def recycle(self, slot: _Slot) -> bool:
+        """Replace the actor of ``slot`` by a fresh process (its heap, grown by the frames it handled, goes back to
+        the system). The new actor gets the restorer from the object store, already on this node. False when it
+        does not start (the slot is then gone)."""
+        self.ray.kill(slot.actor)
+        slot.segments = 0
+        return self.respawn(slot)
+
     def close(self) -> None:
         for slot in self.slots:
             self.ray.kill(slot.actor)
@@ -497,8 +505,11 @@ class _Scheduler:
     analysed, in input order (a video finishes early rather than all at the end), then the next analysis."""
 
     def __init__(self, ray: Any, pool: _Pool, videos: list[_Video], config: RestoreConfig,
-                 segment_frames: int, resume: bool, on_change: Callable[[], None], on_video_end: Callable[[], None]):
+                 segment_frames: int, resume: bool, on_change: Callable[[], None], on_video_end: Callable[[], None],
+                 context: tuple[int, int] = (0, 0), segments_per_worker: int = 0):
         self.ray = ray
+        self.segments_per_worker = segments_per_worker  # recycle an actor after this many segments (0: never)
+        self.context = context  # the restorer's (past, future) frames: each segment's face tracks are cut with it
         self.pool = pool
         self.idle = list(pool.slots)
         self.videos = videos
@@ -561,7 +572,7 @@ class _Scheduler:
         if kind == "analyse":
             video.state = "analysing"
             return self.analyse.options(scheduling_strategy=self._affinity(slot)).remote(
-                r.input, r.output, self.config, self.segment_frames, self.resume, slot.threads)
+                r.input, r.output, self.config, self.segment_frames, self.resume, slot.threads, self.context)
         if kind == "whole":
             video.state = "restoring"
             return slot.actor.restore_whole.remote(r.input, r.output)
@@ -586,7 +597,11 @@ class _Scheduler:
             if not (_actor_died(exc) and kind in ("segment", "whole")) or self.pool.respawn(slot):
                 self.idle.append(slot)  # else the slot is gone: the others go on
             return
-        self.idle.append(slot)
+        if kind in ("segment", "whole"):  # a whole-frame model's video counts as one segment
+            slot.segments += 1
+        recycle = self.segments_per_worker and slot.segments >= self.segments_per_worker
+        if not recycle or self.pool.recycle(slot):
+            self.idle.append(slot)  # else the slot is gone: the others go on
         if video.state == "failed":
             return  # a late segment of a video that already failed
         if kind == "analyse":
@@ -678,6 +693,7 @@ def run_batch(
     resume: bool = False,
     threads: int | None = None,
     progress: BatchProgressCallback | None = None,
+    segments_per_worker: int = 0,
 ) -> BatchSummary:
     """Restore every video of ``inputs`` (files, and folders of videos) into ``out_dir`` on Ray.
 
@@ -688,6 +704,9 @@ def run_batch(
     segment_frames: as ``fvr restore --segment-frames``: outputs equal ``restore_video_job`` with the same value.
     resume: keep finished videos (same input and settings) and the finished segments of unfinished ones.
     progress: called with a :class:`BatchProgress` snapshot whenever something changed.
+    segments_per_worker: N > 0 replaces an actor by a fresh process after it restored N segments, so that no
+        process handles more than N segments' frames (the heap of a long-lived process grows with the frames it
+        handled, docs/bench/memory.md); 0 keeps every actor for the whole batch.
 
     Problems of the whole batch (no inputs, an unknown model, Ray missing or unreachable) raise
     :class:`fvr.errors.FvrError`; a failing video is only marked "failed" in the returned summary.
@@ -697,6 +716,8 @@ def run_batch(
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if segment_frames < 1:
         raise ConfigError(f"--segment-frames must be >= 1, got {segment_frames}")
+    if segments_per_worker < 0:
+        raise ConfigError(f"--segments-per-worker must be >= 0, got {segments_per_worker}")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     ray = _import_ray()
@@ -716,14 +737,15 @@ def run_batch(
 
     changed()
     if any(v.state == "waiting" for v in videos):  # else all were finished before (resume) or refused: no Ray
-        _run_on_ray(ray, ray_address, restorer, config, videos, summary, out_dir, threads, resume, changed)
+        _run_on_ray(ray, ray_address, restorer, config, videos, summary, out_dir, threads, resume, changed,
+                    segments_per_worker)
     _write_summary(summary, out_dir)
     return summary
 
 
 def _run_on_ray(ray: Any, ray_address: str | None, restorer: Any, config: RestoreConfig, videos: list[_Video],
                 summary: BatchSummary, out_dir: Path, threads: int | None, resume: bool,
-                changed: Callable[[], None]) -> None:
+                changed: Callable[[], None], segments_per_worker: int = 0) -> None:
     """Start (or connect to) the cluster and the actors, run every video, fill in ``summary``'s timings."""
     t0 = time.perf_counter()
     cluster = _Cluster(ray, ray_address, summary.workers)
@@ -738,7 +760,9 @@ def _run_on_ray(ray: Any, ray_address: str | None, restorer: Any, config: Restor
             _write_summary(summary, out_dir)
 
         try:
-            _Scheduler(ray, pool, videos, config, summary.segment_frames, resume, changed, video_ended).run()
+            _Scheduler(ray, pool, videos, config, summary.segment_frames, resume, changed, video_ended,
+                       context=(restorer.spec.past, restorer.spec.future),
+                       segments_per_worker=segments_per_worker).run()
         finally:
             pool.close()
         summary.seconds = time.perf_counter() - t1

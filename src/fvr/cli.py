@@ -488,6 +488,7 @@ def batch(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch/OpenCV threads per worker (default: the node's cores / its workers).")] = None,
     segment_frames: Annotated[int, typer.Option(min=1, help="Videos are restored in segments of this many frames (the unit of parallel work and of --resume), as `fvr restore --segment-frames`.")] = 1500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted batch: finished videos and finished segments are kept.")] = False,
+    segments_per_worker: Annotated[int, typer.Option(min=0, help="Replace a worker by a fresh process after it restored this many segments, so memory cannot creep over a long batch (0 = keep every worker for the whole batch).")] = 4,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`) or a weights file, as in `fvr restore`.")] = None,
     device: Annotated[str, typer.Option(help="Where learned models run: auto, cpu, cuda.")] = "auto",
     upscale: Annotated[int, typer.Option("--upscale", "-u", min=1, max=8, help="Output scale factor.")] = 1,
@@ -515,7 +516,8 @@ def batch(
                            encode=EncodeOptions(crf=crf, preset=preset))
     with rich_progress(err, enabled=not quiet and not as_json) as progress:
         summary = run_batch(inputs, out_dir, config, workers=workers, ray_address=ray_address,
-                            segment_frames=segment_frames, resume=resume, threads=threads, progress=progress)
+                            segment_frames=segment_frames, resume=resume, threads=threads, progress=progress,
+                            segments_per_worker=segments_per_worker)
     if as_json:
         out.print_json(summary.to_json())
     elif not quiet:

@@ -6,7 +6,10 @@ output, in ``.OUT.fvr-job/``:
     job.json        what the job is (input file, its size and mtime, the restore settings, the segment plan)
     tracks.npz      the analysis pass's raw face tracks (pass 1 is not repeated on resume)
     pts.npy         every frame's timestamp (a segment seeks to its keyframe instead of decoding from the start)
-    seg-00000.mkv   one finished segment: the restored frames [start, stop), video only, original timestamps
+    seg-00000.tracks.npz  the smoothed, selected face tracks one segment needs (its frames and context), cut
+                    once from the whole video's: a segment worker reads only its own and never smooths
+    selection.json  the counts the final report gives (tracks, face frames, scene cuts)
+    seg-00000.mp4   one finished segment: the restored frames [start, stop), video only, original timestamps
 
 A segment restores frames ``[start − past, stop + future)`` — the context its restorer declares — and keeps
 ``[start, stop)``, so every segment is a pure function of the input and the settings: a job killed at any point
@@ -62,7 +65,7 @@ JOB_FORMAT = 1
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames [start, stop) of a video, restored into ``seg-{index:05d}.mkv``."""
+    """Frames [start, stop) of a video, restored into ``seg-{index:05d}.mp4``."""
 
     index: int
     start: int
@@ -129,7 +132,15 @@ class Job:
         return self.segment_path(segment).is_file()
 
     def tracks(self) -> FaceTracks:
+        """The whole video's raw face tracks (pass 1)."""
         return load_tracks(self.folder / "tracks.npz")
+
+    def segment_tracks_path(self, segment: Segment) -> Path:
+        return self.folder / f"seg-{segment.index:05d}.tracks.npz"
+
+    def segment_tracks(self, segment: Segment) -> FaceTracks:
+        """The smoothed, selected tracks cut to ``segment`` and its context (see :func:`prepare_segments`)."""
+        return load_tracks(self.segment_tracks_path(segment))
 
     def pts(self) -> np.ndarray:
         """(N,) int64 timestamps of every frame, as the analysis pass decoded them."""
@@ -346,13 +357,12 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
             return analyse_with_pts(source, config, progress)
 
         job = open_job(in_path, out_path, config, segment_frames, resume=resume, analyse=analyse)
+        counts = prepare_segments(job, config, float(source.info.fps), restorer.spec.past, restorer.spec.future)
         if analysed and max_segments is not None:
             # a worker that ran pass 1 (every frame of the video) stops there: its heap has seen the whole video,
             # the segment workers after it see one segment each
             return None
-        raw = job.tracks()
         pts = job.pts()
-        tracks = selected_tracks(raw, config, float(source.info.fps))
         t1 = time.perf_counter()
         done = 0
         total = job.meta["num_frames"]
@@ -363,8 +373,8 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
                     return None
                 on_frame = None if progress is None else (
                     lambda k, base=done: progress("restore", base + k, total))  # type: ignore[misc]
-                restore_segment(source, job.segment_path(segment), tracks, restorer, config, segment, pts,
-                                on_frame=on_frame)
+                restore_segment(source, job.segment_path(segment), job.segment_tracks(segment), restorer, config,
+                                segment, pts, on_frame=on_frame)
                 budget = None if budget is None else budget - 1
             done += segment.stop - segment.start
             if progress is not None:
@@ -373,13 +383,37 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
         info = source.info
     shutil.rmtree(job.folder, ignore_errors=True)
     t2 = time.perf_counter()
-    warnings = [] if tracks.tracks else ["no faces found: the output is the input re-encoded"]
+    warnings = [] if counts["tracks"] else ["no faces found: the output is the input re-encoded"]
     return RestoreReport(
         input=str(in_path), output=str(out_path), model=restorer.spec.name, frames=frames,
-        width=info.width * config.upscale, height=info.height * config.upscale, tracks=len(tracks.tracks),
-        face_frames=sum(len(t) for t in tracks.tracks), scene_cuts=len(raw.scene_cuts),
+        width=info.width * config.upscale, height=info.height * config.upscale, tracks=counts["tracks"],
+        face_frames=counts["face_frames"], scene_cuts=counts["scene_cuts"],
         seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings,
     )
+
+
+def prepare_segments(job: Job, config: RestoreConfig, fps: float, past: int, future: int) -> dict[str, int]:
+    """Cut the smoothed, selected face tracks once for every unfinished segment: frames
+    [start − past, stop + future) (the restorer's declared context) into ``seg-NNNNN.tracks.npz``, so that a
+    segment worker loads only its own part and never smooths (whole-video tracks in every worker made its memory
+    grow with the video's length). Smoothing runs over whole tracks, so a cut holds exactly the values a whole
+    run uses. Already prepared (a resumed job): nothing is read. Returns the report's counts: ``tracks``,
+    ``face_frames``, ``scene_cuts``. ConfigError for a ``--faces`` choice the video does not have."""
+    summary_path = job.folder / "selection.json"
+    todo = [s for s in job.segments if not job.done(s)]
+    if summary_path.is_file() and all(job.segment_tracks_path(s).is_file() for s in todo):
+        return json.loads(summary_path.read_text())
+    raw = job.tracks()
+    tracks = selected_tracks(raw, config, fps)
+    for segment in todo:
+        cut = tracks.window(max(0, segment.start - past), segment.stop + future)
+        save_tracks(cut, job.segment_tracks_path(segment))
+    summary = {"tracks": len(tracks.tracks), "face_frames": sum(len(t) for t in tracks.tracks),
+               "scene_cuts": len(raw.scene_cuts)}
+    tmp = summary_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary))
+    tmp.replace(summary_path)
+    return summary
 
 
 def selected_tracks(raw: FaceTracks, config: RestoreConfig, fps: float) -> FaceTracks:

@@ -204,6 +204,20 @@ class FaceTracks:
             out.append((t.id, t.landmarks[i - t.start]))
         return out
 
+    def window(self, start: int, stop: int) -> FaceTracks:
+        """The tracks cut to frames [start, stop), as copies (a cut does not keep the whole-video arrays alive);
+        tracks with no frame there are dropped. IDs, ``num_frames`` and ``scene_cuts`` are unchanged. One segment
+        of a job, with its context, needs only this."""
+        keep = []
+        for t in self.tracks:
+            a, b = max(start, t.start), min(stop, t.end)
+            if a >= b:
+                continue
+            part = slice(a - t.start, b - t.start)
+            keep.append(Track(t.id, *(np.array(getattr(t, name)[part]) for name in
+                                      ("frames", "landmarks", "raw_landmarks", "boxes", "scores", "detected"))))
+        return FaceTracks(keep, self.num_frames, list(self.scene_cuts))
+
     def _build_index(self) -> _FrameIndex:
         lengths = np.array([len(t) for t in self.tracks], dtype=np.int64)
         frames = np.concatenate([t.frames for t in self.tracks]) if self.tracks else np.zeros(0, np.int64)

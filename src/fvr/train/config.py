@@ -47,6 +47,9 @@ class DataSection:
     packed: one .npz from ``fvr train --pack`` (replaces clips/val_clips; needs no PyAV).
     mode: "faces" (aligned face-track crops) or "frames" (random patches of whole frames, for frame models).
     crop_size: S; 0 = the preset's crop size. clip_len: T frames per training sample.
+    patch: faces mode: train on a random P x P window of each aligned S x S crop (the same window in every frame of
+        a sample), 0 = the whole crop. Validation and the saved weights keep S: the network learns S-crop
+        statistics (face scale, degradation per crop pixel) at the cost of a P-crop step.
     cache: folder of the decoded/aligned crops (default: <run.out>/cache).
     max_frames_per_video: decode at most this many frames of each video (0 = all).
     min_face: keep face tracks whose median face footprint is at least min_face x crop_size pixels
@@ -63,6 +66,7 @@ class DataSection:
     mode: str = "faces"
     crop_size: int = 0
     clip_len: int = 5
+    patch: int = 0
     cache: str = ""
     max_frames_per_video: int = 300
     min_face: float = 0.75
@@ -292,6 +296,11 @@ def validate(config: TrainConfig) -> None:
         (d.mode in MODES, f"data.mode must be one of {', '.join(MODES)}, got {d.mode!r}"),
         (d.crop_size == 0 or d.crop_size >= 16, f"data.crop_size must be 0 (preset) or >= 16, got {d.crop_size}"),
         (d.clip_len >= 1, f"data.clip_len must be >= 1, got {d.clip_len}"),
+        (d.patch == 0 or d.patch >= 16, f"data.patch must be 0 (whole crops) or >= 16, got {d.patch}"),
+        (d.patch == 0 or d.crop_size == 0 or d.patch <= d.crop_size,
+         f"data.patch ({d.patch}) must not exceed data.crop_size ({d.crop_size})"),
+        (d.patch == 0 or d.mode == "faces",
+         "data.patch is for faces mode (frames mode already trains on crop_size patches of whole frames)"),
         (d.max_frames_per_video >= 0, "data.max_frames_per_video must be >= 0 (0 = all)"),
         (d.min_face >= 0, "data.min_face must be >= 0"),
         (d.frame_max_side >= 16, "data.frame_max_side must be >= 16"),

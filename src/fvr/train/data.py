@@ -507,12 +507,22 @@ class ClipSampler:
             lm = _transform_landmarks(lm, mats)
         return hq, lm
 
+    def _patch(self, hq: np.ndarray, lm: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random P x P window of the (T, S, S, 3) crops, the same in every frame; landmarks moved with it
+        (they may fall outside the window: the component weights then simply miss that part)."""
+        p = self.config.data.patch
+        if not p or p >= hq.shape[1]:
+            return hq, lm
+        y0, x0 = (int(v) for v in rng.integers(hq.shape[1] - p + 1, size=2))
+        lm = lm - np.array([x0, y0], dtype=lm.dtype)
+        return np.ascontiguousarray(hq[:, y0:y0 + p, x0:x0 + p]), lm
+
     def _photometric(self, hq: np.ndarray, lm: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         aug = self.config.augment
         if rng.random() < aug.hflip:
             hq = np.ascontiguousarray(hq[:, :, ::-1])
             lm = lm[:, _FLIP_ORDER].copy()
-            lm[..., 0] = (self.size - 1) - lm[..., 0]  # pixel centres at integers (OpenCV's warp convention)
+            lm[..., 0] = (hq.shape[2] - 1) - lm[..., 0]  # pixel centres at integers (OpenCV's warp convention)
         if aug.color_jitter > 0:
             hq = _color_jitter(hq, rng, aug.color_jitter)
         return hq, lm
@@ -524,11 +534,14 @@ class ClipSampler:
         seed = int(rng.integers(2**31 - 1))
         params = sample_params(preset, seed, **self.config.degrade.overrides)
         lq = degrade_clip(list(hq), params, seed, self.use_codec)
-        return np.stack([upsample(f, self.size) for f in lq])
+        return np.stack([upsample(f, hq.shape[1]) for f in lq])
 
     def make_sample(self, clip: ClipArrays, start: int, rng: np.random.Generator, augment: bool) -> Sample:
+        """One sample: HQ/LQ (T, 3, P, P) float32 in [0, 1] and landmarks (T, 5, 2) in their pixels, where
+        P is data.patch when augmenting (training) and the whole crop S otherwise (validation)."""
         hq, lm = self._cut(clip, start, rng, augment)
         if augment:
+            hq, lm = self._patch(hq, lm, rng)
             hq, lm = self._photometric(hq, lm, rng)
         lq = self._degrade(hq, rng)
         to_chw = lambda a: np.ascontiguousarray(a.transpose(0, 3, 1, 2), dtype=np.float32)
@@ -668,9 +681,12 @@ def check_scales(config: TrainConfig, crop_size: int) -> None:
         if weight <= 0:
             continue
         scale = sample_params(preset, 0, **config.degrade.overrides).scale
-        if crop_size % (2 * scale):
-            raise ConfigError(f"crop size {crop_size} is not a multiple of 2 x {scale} (degradation preset "
-                              f"{preset!r} down-samples x{scale})")
+        for what, side in (("crop size", crop_size), ("data.patch", config.data.patch)):
+            if side % (2 * scale):
+                raise ConfigError(f"{what} {side} is not a multiple of 2 x {scale} (degradation preset "
+                                  f"{preset!r} down-samples x{scale})")
+    if config.data.patch > crop_size:
+        raise ConfigError(f"data.patch ({config.data.patch}) must not exceed the crop size ({crop_size})")
 
 
 def resolve_codec(config: TrainConfig) -> bool:
