@@ -349,6 +349,54 @@ def test_patch_refusals(video: Path, data: dict, fragment: str) -> None:
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+def test_degradation_scales_are_drawn_per_sample(video: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """degrade.scales: each sample's down-sampling factor is drawn by weight (reproducibly per step); the LQ input
+    is still up-sampled back to the crop size."""
+    from fvr.train import data as train_data
+    from fvr.train.config import config_from_mapping
+    from fvr.train.data import ClipSampler, check_scales, load_data
+
+    cfg = config_from_mapping({"model": {"arch": "tiny-test"},
+                               "data": {"clips": [str(video)], "crop_size": 32, "clip_len": 2, "cache": str(cache_dir)},
+                               "degrade": {"presets": {"vfhq": 1.0}, "scales": {"1": 0.5, "4": 0.5, "2": 0.0}},
+                               "optim": {"batch_size": 4}})
+    check_scales(cfg, 32)
+    seen: list[int] = []
+    original = train_data.degrade_clip
+
+    def recording(hq, params, seed, use_codec):
+        seen.append(params.scale)
+        return original(hq, params, seed, use_codec)
+
+    monkeypatch.setattr(train_data, "degrade_clip", recording)
+    sampler = ClipSampler(load_data(cfg, 32).train, cfg, 32, uses_prior=False, use_codec=False)
+    batches = [sampler.batch(step) for step in range(6)]
+    assert all(b.lq.shape == (4, 2, 3, 32, 32) for b in batches)
+    assert set(seen) == {1, 4}  # both drawn, the zero-weight factor never
+    first = list(seen)
+    seen.clear()
+    again = [sampler.batch(step) for step in range(6)]
+    assert seen == first and all(torch.equal(a.lq, b.lq) for a, b in zip(batches, again, strict=True))
+
+
+@pytest.mark.parametrize("degrade, fragment", [
+    ({"scales": {"x": 1.0}}, "degrade.scales keys"),
+    ({"scales": {"2": -1.0}}, "degrade.scales weights"),
+    ({"scales": {"2": 1.0}, "overrides": {"scale": 2}}, "not both"),
+    ({"scales": {"2": 0.5, "8": 0.5}}, "not a multiple of 2 x 8"),
+])
+def test_degradation_scales_refusals(video: Path, degrade: dict, fragment: str) -> None:
+    from fvr.train.config import config_from_mapping
+    from fvr.train.data import check_scales
+
+    with pytest.raises(ConfigError) as info:
+        cfg = config_from_mapping({"model": {"arch": "tiny-test"},
+                                   "data": {"clips": [str(video)], "crop_size": 24},
+                                   "degrade": {"presets": {"vfhq": 1.0}, **degrade}})
+        check_scales(cfg, 24)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
 def test_flip_swaps_landmarks(video: Path, cache_dir: Path) -> None:
     from fvr.train.config import config_from_mapping
     from fvr.train.data import ClipSampler, load_data

@@ -78,11 +78,14 @@ class DataSection:
 @dataclass(frozen=True)
 class DegradeSection:
     """presets: degradation preset -> sampling weight; overrides: fixed values for every draw (see
-    :meth:`fvr.degrade.DegradeParams.replace`); codec: "auto" (real libx264 pass when PyAV is importable, else a
-    JPEG stand-in), "x264" (require PyAV), "jpeg" (always the stand-in)."""
+    :meth:`fvr.degrade.DegradeParams.replace`); scales: down-sampling factor -> sampling weight (e.g.
+    ``{"1" = 0.2, "2" = 0.4, "4" = 0.4}``), drawn per sample instead of one fixed ``overrides.scale`` (a model
+    then learns mild and heavy damage at the same crop size); codec: "auto" (real libx264 pass when PyAV is
+    importable, else a JPEG stand-in), "x264" (require PyAV), "jpeg" (always the stand-in)."""
 
     presets: dict[str, float] = field(default_factory=lambda: {"vfhq": 1.0})
     overrides: dict[str, Any] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
     codec: str = "auto"
 
 
@@ -310,6 +313,14 @@ def validate(config: TrainConfig) -> None:
         (all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
              for w in config.degrade.presets.values()) and sum(config.degrade.presets.values()) > 0,
          "degrade.presets weights must be non-negative numbers with a positive sum"),
+        (all(str(k).isdigit() and 1 <= int(k) <= 16 for k in config.degrade.scales),
+         "degrade.scales keys must be down-sampling factors 1-16, e.g. {\"2\" = 0.5, \"4\" = 0.5}"),
+        (not config.degrade.scales
+         or (all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                 for w in config.degrade.scales.values()) and sum(config.degrade.scales.values()) > 0),
+         "degrade.scales weights must be non-negative numbers with a positive sum"),
+        (not (config.degrade.scales and "scale" in config.degrade.overrides),
+         "set either degrade.scales or degrade.overrides.scale, not both"),
         (0.0 <= a.hflip <= 1.0, "augment.hflip is a probability in [0, 1]"),
         (min(a.color_jitter, a.scale_jitter, a.rotate_jitter, a.shift_jitter, a.align_jitter) >= 0,
          "augment jitters must be >= 0"),

@@ -462,6 +462,9 @@ class ClipSampler:
         self.preset_names = [k for k, w in presets.items() if w > 0]
         weights = np.array([presets[k] for k in self.preset_names], dtype=np.float64)
         self.preset_p = weights / weights.sum()
+        scales = {int(k): float(w) for k, w in config.degrade.scales.items() if w > 0}
+        self.scale_values = sorted(scales)
+        self.scale_p = np.array([scales[k] for k in self.scale_values]) / sum(scales.values()) if scales else None
         self.workers = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
         # its own thread: a prefetch waiting on sample tasks in `workers` must not hold one of their threads
         # (with one worker that was a deadlock)
@@ -532,7 +535,10 @@ class ClipSampler:
 
         preset = self.preset_names[int(rng.choice(len(self.preset_names), p=self.preset_p))]
         seed = int(rng.integers(2**31 - 1))
-        params = sample_params(preset, seed, **self.config.degrade.overrides)
+        overrides = dict(self.config.degrade.overrides)
+        if self.scale_values:  # drawn only when asked: configs without scales keep their exact sample stream
+            overrides["scale"] = self.scale_values[int(rng.choice(len(self.scale_values), p=self.scale_p))]
+        params = sample_params(preset, seed, **overrides)
         lq = degrade_clip(list(hq), params, seed, self.use_codec)
         return np.stack([upsample(f, hq.shape[1]) for f in lq])
 
@@ -680,11 +686,12 @@ def check_scales(config: TrainConfig, crop_size: int) -> None:
     for preset, weight in config.degrade.presets.items():
         if weight <= 0:
             continue
-        scale = sample_params(preset, 0, **config.degrade.overrides).scale
-        for what, side in (("crop size", crop_size), ("data.patch", config.data.patch)):
-            if side % (2 * scale):
-                raise ConfigError(f"{what} {side} is not a multiple of 2 x {scale} (degradation preset "
-                                  f"{preset!r} down-samples x{scale})")
+        drawn = [int(k) for k, w in config.degrade.scales.items() if w > 0]
+        for scale in drawn or [sample_params(preset, 0, **config.degrade.overrides).scale]:
+            for what, side in (("crop size", crop_size), ("data.patch", config.data.patch)):
+                if side % (2 * scale):
+                    raise ConfigError(f"{what} {side} is not a multiple of 2 x {scale} (degradation preset "
+                                      f"{preset!r} down-samples x{scale})")
     if config.data.patch > crop_size:
         raise ConfigError(f"data.patch ({config.data.patch}) must not exceed the crop size ({crop_size})")
 

@@ -523,7 +523,9 @@ class _Trainer:
         extra = {"trained_steps": self.step, "train_seconds": round(self.seconds, 1),
                  "permissive_only": c.data.permissive_only, "train_clips": [Path(n).name for n in self.data_names],
                  "val": self.last_val, "weights": "ema" if self.ema is not None else "raw",
-                 "degrade": dict(c.degrade.presets), "degrade_codec": self.codec}
+                 "degrade": dict(c.degrade.presets), "degrade_codec": self.codec,
+                 "degrade_scales": dict(c.degrade.scales) or (
+                     {str(c.degrade.overrides["scale"]): 1.0} if "scale" in c.degrade.overrides else {})}
         path = save_weights(self.out / "model.safetensors", self.arch, self.net_config, self._eval_net(), self.crop,
                             c.model.preset, extra=extra)
         (self.out / "train_config.toml").write_text(config_to_toml(c), encoding="utf-8")
