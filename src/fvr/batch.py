@@ -252,7 +252,7 @@ def _load_job(folder: Path) -> Job:
 
 
 def analyse_video(input: str, output: str, config: RestoreConfig, segment_frames: int, resume: bool,
-                  threads: int, context: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+                  threads: int, context: tuple[int, int]) -> dict[str, Any]:
     """The analysis task: open (or resume) the video's job in the output folder and cut each segment's face
     tracks (``context``: the restorer's (past, future) frames). Returns its plan and which segments are already
     finished."""
@@ -309,8 +309,8 @@ class SegmentWorker:
             restorer = build_restorer(restorer.config, builtin_registry())
         self.restorer = restorer
         self.config = config
-        self._job: tuple[str, Any] | None = None  # (job folder, frame pts): the last video's, since a video's
-        # segments often follow one another on the same actor
+        self._job: tuple[str, Job, Any] | None = None  # (job folder, job, frame pts): the last video's, since a
+        # video's segments often follow one another on the same actor
 
     def describe(self) -> tuple[str, int]:
         """(node id, usable cores of this process): the driver shares each node's cores among its actors."""
@@ -329,10 +329,10 @@ class SegmentWorker:
         from fvr.jobs import restore_segment
 
         t0 = time.perf_counter()
-        job = _load_job(Path(folder))
         if self._job is None or self._job[0] != folder:
-            self._job = (folder, job.pts())
-        pts = self._job[1]
+            job = _load_job(Path(folder))
+            self._job = (folder, job, job.pts())
+        _, job, pts = self._job
         seg = Segment(*segment)
         tracks = job.segment_tracks(seg)  # its own cut only (prepared by the analysis task)
         with MediaSource(input, sequence_fps=self.config.sequence_fps) as source:
@@ -506,7 +506,7 @@ class _Scheduler:
 
     def __init__(self, ray: Any, pool: _Pool, videos: list[_Video], config: RestoreConfig,
                  segment_frames: int, resume: bool, on_change: Callable[[], None], on_video_end: Callable[[], None],
-                 context: tuple[int, int] = (0, 0), segments_per_worker: int = 0):
+                 context: tuple[int, int], segments_per_worker: int = 0):
         self.ray = ray
         self.segments_per_worker = segments_per_worker  # recycle an actor after this many segments (0: never)
         self.context = context  # the restorer's (past, future) frames: each segment's face tracks are cut with it

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from fvr.errors import InputError, reason
-from fvr.faces.track import FaceTracks, Track
+from fvr.faces.track import TRACK_ARRAYS, FaceTracks, Track
 
-_FIELDS = ("frames", "landmarks", "raw_landmarks", "boxes", "scores", "detected")
 FORMAT = 1
 
 
@@ -27,7 +26,7 @@ def save_tracks(tracks: FaceTracks, path: str | Path) -> Path:
         "ids": np.array([t.id for t in tracks.tracks], dtype=np.int64),
         "lengths": lengths,
     }
-    for name in _FIELDS:
+    for name in TRACK_ARRAYS:
         parts = [np.asarray(getattr(t, name)) for t in tracks.tracks]
         arrays[name] = np.concatenate(parts) if parts else np.zeros(0)
     tmp = path.with_name(f".{path.name}.tmp.npz")
@@ -44,7 +43,7 @@ def load_tracks(path: str | Path) -> FaceTracks:
                 raise InputError(f"{path}: face tracks of an unknown format {int(data['format'][0])}")
             bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
             tracks = [
-                Track(int(track_id), *(data[name][bounds[i]:bounds[i + 1]] for name in _FIELDS))
+                Track(int(track_id), *(data[name][bounds[i]:bounds[i + 1]] for name in TRACK_ARRAYS))
                 for i, track_id in enumerate(data["ids"])
             ]
             return FaceTracks(tracks, int(data["num_frames"][0]), [int(c) for c in data["scene_cuts"]])

@@ -78,6 +78,10 @@ def face_sizes(landmarks: np.ndarray) -> np.ndarray:
     return 1.0 / np.maximum(np.abs(a), 1e-12)
 
 
+TRACK_ARRAYS = ("frames", "landmarks", "raw_landmarks", "boxes", "scores", "detected")
+"""The per-frame array fields of :class:`Track`, in constructor order (after ``id``)."""
+
+
 @dataclass(eq=False)  # identity equality: field-wise == on arrays is ambiguous
 class Track:
     """One face followed over consecutive frames (gaps already filled).
@@ -214,8 +218,7 @@ class FaceTracks:
             if a >= b:
                 continue
             part = slice(a - t.start, b - t.start)
-            keep.append(Track(t.id, *(np.array(getattr(t, name)[part]) for name in
-                                      ("frames", "landmarks", "raw_landmarks", "boxes", "scores", "detected"))))
+            keep.append(Track(t.id, *(np.array(getattr(t, name)[part]) for name in TRACK_ARRAYS)))
         return FaceTracks(keep, self.num_frames, list(self.scene_cuts))
 
     def _build_index(self) -> _FrameIndex:
