@@ -59,6 +59,20 @@ def _length(arch, config) -> int:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_fast_preset_runs_at_its_own_crop_size(name):
+    """A preset's crop size and its network (and any model it wraps) must agree: `fvr train` and
+    scripts/bench_models.py build the preset as it is declared."""
+    arch = ARCHS[name]
+    size, config = arch.preset("fast")
+    torch.manual_seed(0)
+    net = arch.build(config).eval()
+    x, lm = _clip(_length(arch, config), size=size)
+    with torch.inference_mode():
+        y = _run(arch, net, x, lm)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_spec_and_registry(name):
     arch = ARCHS[name]
     assert arch.kind in KINDS and arch.temporal in TEMPORAL_STRATEGIES

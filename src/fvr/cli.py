@@ -28,7 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from fvr.errors import ConfigError, FvrError
 
@@ -232,6 +232,10 @@ def info(
         out.print(f"contact sheet: {contact_sheet}")
 
 
+_MODELS_WIDE = 120
+"""Terminal columns from which `fvr models` shows the descriptions inside its table."""
+
+
 @app.command()
 def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the registered restorers."""
@@ -249,11 +253,20 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table("name", "kind", "temporal", "causal", "crop", "context", "default", "description")
+    # the short columns never wrap; the descriptions need room, so a narrow terminal gets them one per line below
+    wide = out.width >= _MODELS_WIDE
+    table = Table(*(Column(h, no_wrap=True) for h in ("name", "kind", "temporal", "causal", "crop", "context",
+                                                       "default")), box=None, padding=(0, 2, 0, 0))
+    if wide:
+        table.add_column("description", ratio=1)
     for r in rows:
-        table.add_row(r["name"], r["kind"], r["temporal"], "yes" if r["causal"] else "no", str(r["crop_size"]),
-                      f"-{r['past']}/+{r['future']}", ",".join(r["default"]), r["description"])
+        cells = [r["name"], r["kind"], r["temporal"], "yes" if r["causal"] else "no", str(r["crop_size"]),
+                 f"-{r['past']}/+{r['future']}", ",".join(r["default"])]
+        table.add_row(*cells, *([r["description"]] if wide else []))
     out.print(table)
+    if not wide:
+        for r in rows:
+            out.print(f"[bold]{escape(r['name'])}[/bold]: {escape(r['description'])}", highlight=False)
 
 
 @app.command()

@@ -126,7 +126,9 @@ STABILISER = ArchSpec(
     description="learned temporal stabiliser: flow-fused neighbours of a frozen per-frame restorer, blended per "
                 "pixel by a small CNN (wraps any restorer with --stabilise FILE)",
     config=StabiliserNetConfig, build=build_stabiliser,
-    presets={"fast": (128, StabiliserNetConfig(channels=16, blocks=2)), "quality": (256, StabiliserNetConfig()),
+    # the fast preset's base must work on its 128² crops: the shipped image baseline is a 256² model
+    presets={"fast": (128, StabiliserNetConfig(base="classical", channels=16, blocks=2)),
+             "quality": (256, StabiliserNetConfig()),
              "tiny": (32, StabiliserNetConfig(base="classical", window=1, channels=4, blocks=1))},
     past=lambda c: c.window, future=lambda c: c.window, tags=("stabiliser", "flow-alignment"), feed_forward=False,
 )
