@@ -83,7 +83,9 @@ def main() -> None:
         f"| training data | {', '.join(train_clips)} — permissively licensed clips only "
         f"(permissive_only = {meta['permissive_only']}); none of the eval clips |",
         f"| validation | {', '.join(sorted(held_out & set(clips))) or 'none'} (held out) |",
-        f"| degradations | presets {meta['degrade']}, codec pass: {meta['degrade_codec']} |",
+        f"| degradations | presets {meta['degrade']}, codec pass: {meta['degrade_codec']}"
+        + (f", down-sampling factor drawn per sample {meta['degrade_scales']}" if "degrade_scales" in meta else "")
+        + " |",
         f"| training | {steps} steps, {seconds / 60:.1f} min on {platform.machine()} CPU "
         f"({torch.get_num_threads()} threads), torch {torch.__version__} |",
         f"| command | `fvr train --config {a.config}` (config: [{a.config.name}](../../{a.config})) |",
