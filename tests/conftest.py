@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,17 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py helpers
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """`fvr.cli.main` configures the root logger as a program does (`-q` sets it to ERROR); tests call it in-process,
+    so each test gets the root logger's level and handlers back as they were."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 @pytest.fixture(scope="session")
