@@ -86,15 +86,16 @@ def run_demo(
 
     cmp_info = replace(info, width=3 * size)
     cmp_path, png_path = out / "demo_comparison.mp4", out / "demo_comparison.png"
-    boxes = _face_boxes(moving_face_frames(frames, size))
+    detector = make_detector(DetectorConfig())
     psnr_b, psnr_r, face_b, face_r = [], [], [], []
     with MediaSource(bicubic_path) as bc, MediaSource(restored_path) as rs, \
             open_sink(cmp_path, cmp_info, (3 * size, size), EncodeOptions(crf=18)) as sink:
         for i, (bc_f, rs_f, clean) in enumerate(zip(bc.frames(), rs.frames(), moving_face_frames(frames, size))):
             psnr_b.append(_psnr(bc_f.rgb, clean))
             psnr_r.append(_psnr(rs_f.rgb, clean))
-            if boxes[i] is not None:
-                y0, y1, x0, x1 = boxes[i]
+            box = _face_box(detector, clean)
+            if box is not None:
+                y0, y1, x0, x1 = box
                 face_b.append(_psnr(bc_f.rgb[y0:y1, x0:x1], clean[y0:y1, x0:x1]))
                 face_r.append(_psnr(rs_f.rgb[y0:y1, x0:x1], clean[y0:y1, x0:x1]))
             row = np.hstack([_label(bc_f.rgb, "input (bicubic x2)"), _label(rs_f.rgb, f"fvr: {report.model}"),
@@ -107,19 +108,14 @@ def run_demo(
                       _mean_or_nan(face_b), _mean_or_nan(face_r))
 
 
-def _face_boxes(clean_frames) -> list[tuple[int, int, int, int] | None]:
-    """(y0, y1, x0, x1) of the most confident face in each clean frame, clipped to the frame; None where none."""
-    detector = make_detector(DetectorConfig())
-    boxes: list[tuple[int, int, int, int] | None] = []
-    for clean in clean_frames:
-        found = detector.detect(clean)
-        if len(found.boxes) == 0:
-            boxes.append(None)
-            continue
-        h, w = clean.shape[:2]
-        x0, y0, x1, y1 = np.round(found.boxes[0]).astype(int)
-        boxes.append((max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)))
-    return boxes
+def _face_box(detector, clean: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the most confident face in a clean frame, clipped to the frame; None without one."""
+    found = detector.detect(clean)
+    if len(found.boxes) == 0:
+        return None
+    h, w = clean.shape[:2]
+    x0, y0, x1, y1 = np.round(found.boxes[0]).astype(int)
+    return max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
 
 
 def _mean_or_nan(values: list[float]) -> float:
