@@ -39,10 +39,11 @@ def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
 
     reg = builtin_registry()
     for device in ("cpu", "cuda"):  # exactly one default per device, the registry's
-        assert [n for n, r in rows.items() if device in r["default"]] == [reg.default_for(device)]
+        assert [n for n, r in rows.items() if device in r["default"]] == [reg.default_for(device, with_stabiliser=False)]
     assert rows["identity"]["default"] == []
-    for key in ("kind", "temporal", "causal", "crop_size"):
+    for key in ("kind", "temporal", "causal", "crop_size", "weights", "default_with"):
         assert key in rows["identity"]
+    assert rows["identity"]["weights"] and not rows["unet"]["weights"]  # unet has no shipped weights
 
 
 def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:

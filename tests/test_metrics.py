@@ -566,3 +566,20 @@ def test_metric_table() -> None:
         assert info.label.endswith("↑" if info.direction == "up" else "↓")
     assert METRICS["psnr"].label == "PSNR↑" and METRICS["tlme"].label == "TLME↓"
     assert not METRICS["brisque"].needs_gt and METRICS["lmd"].needs_gt and not METRICS["vidd"].needs_gt
+
+
+def test_color_shift_sees_a_tint_and_not_detail() -> None:
+    from skimage.data import astronaut
+
+    from fvr.compose.mask import face_mask
+    from fvr.metrics.fidelity import color_shift
+
+    img = np.ascontiguousarray(astronaut()[:256, 128:384])
+    assert color_shift(img, img) == 0.0
+    tinted = np.clip(img.astype(np.int16) + np.array([0, -8, -6]), 0, 255).astype(np.uint8)  # the waxy cast
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    mask = face_mask(256)
+    shift, detail = color_shift(tinted, img, mask), color_shift(noisy, img, mask)
+    assert shift > 2.0 and detail < 0.5 * shift
+    with pytest.raises(ValueError, match="mask shape"):
+        color_shift(img, img, np.ones((8, 8)))

@@ -68,7 +68,8 @@ def test_identity_keeps_timing_audio_and_face(talking_clip: Path, tmp_path: Path
 
 def test_paste_lands_on_the_face(talking_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "painted.mp4"
-    restore_video(talking_clip, out, RestoreConfig(feather=0.02), restorer=Painter())
+    # coverage 1 (brows to chin): this clip's face fills the frame, so the default whole-crop paste reaches its border
+    restore_video(talking_clip, out, RestoreConfig(feather=0.02, mask_coverage=1.0), restorer=Painter())
     a, _ = read_frames(talking_clip)
     b, _ = read_frames(out)
     green = (b[..., 1].astype(int) - b[..., 0] > 150) & (b[..., 1] > 200)
@@ -115,7 +116,8 @@ def test_recurrent_state_is_carried_across_chunks(talking_clip: Path, tmp_path: 
     out = {}
     for chunk in (5, 1000):
         path = tmp_path / f"chunk{chunk}.mp4"
-        restore_video(talking_clip, path, RestoreConfig(chunk=chunk, encode=EncodeOptions(crf=0)), restorer=model)
+        restore_video(talking_clip, path, RestoreConfig(chunk=chunk, encode=EncodeOptions(crf=0), mask_coverage=1.0),
+                      restorer=model)
         out[chunk] = read_frames(path)[0]
     assert calls[0] == 5 + model.spec.future and calls[-1] == 24  # new frames and look-ahead only
     assert _psnr(out[5], out[1000]) > min_psnr

@@ -38,28 +38,46 @@ def _registry_with(folder: Path) -> tuple[ModelRegistry, list[str]]:
 
 
 def test_shipped_files_register_under_their_names_with_device_defaults(tmp_path: Path) -> None:
-    _write(tmp_path, "fvr-fast", extra={"description": "the fast one"})
+    _write(tmp_path, "fvr-prior-fast", extra={"description": "the fast one"})
     _write(tmp_path, "my-baseline")
     reg, names = _registry_with(tmp_path)
-    assert names == ["fvr-fast", "my-baseline"]
-    assert reg.default_for("cpu") == "fvr-fast" and reg.default_for("cuda") == "classical"
+    assert names == ["fvr-prior-fast", "my-baseline"]
+    assert reg.default_for("cpu") == "fvr-prior-fast" and reg.default_for("cuda") == "classical"
     assert reg.default_name == "classical"  # the fallback default is unchanged
-    spec = reg.spec("fvr-fast")
+    spec = reg.spec("fvr-prior-fast")
     assert spec.crop_size == 32 and spec.kind == "cnn" and "shipped" in spec.tags
     assert spec.description == "the fast one" and "shipped weights" in reg.spec("my-baseline").description
     restorer = reg.create(None, device="cpu")  # what `fvr restore` without --model does on a CPU
-    assert restorer.spec.name == "fvr-fast"
+    assert restorer.spec.name == "fvr-prior-fast"
     clip = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     out = restorer(clip, np.zeros((2, 5, 2), np.float32))
     assert out.shape == clip.shape and out.dtype == np.float32
 
 
 def test_quality_file_is_the_cuda_default(tmp_path: Path) -> None:
-    _write(tmp_path, "fvr-fast")
-    _write(tmp_path, "fvr-quality")
+    _write(tmp_path, "fvr-prior-fast")
+    _write(tmp_path, "fvr-prior")
+    _write(tmp_path, "fvr-fast")  # an earlier default: shipped, no longer picked
     reg, _ = _registry_with(tmp_path)
-    assert reg.default_for("cuda") == "fvr-quality" and reg.default_for("cpu") == "fvr-fast"
-    assert SHIPPED_DEFAULTS == {"fvr-fast": ("cpu",), "fvr-quality": ("cuda",)}
+    assert reg.default_for("cuda") == "fvr-prior" and reg.default_for("cpu") == "fvr-prior-fast"
+    assert SHIPPED_DEFAULTS == {"fvr-prior-fast": ("cpu",), "fvr-prior": ("cuda",)}
+
+
+def test_a_default_runs_with_the_stabiliser_its_file_names(tmp_path: Path) -> None:
+    """A shipped default whose file names a stabiliser (default_stabiliser) runs wrapped with it when no model is
+    given; asked for by name it runs bare; --stabilise replaces the default's own stabiliser."""
+    from fvr.pipeline import RestoreConfig, build_restorer
+
+    _write(tmp_path, "fvr-prior-fast", extra={"default_stabiliser": "flow"})
+    reg, _ = _registry_with(tmp_path)
+    assert reg.default_for("cpu") == "fvr-prior-fast+flow"
+    assert reg.default_for("cpu", with_stabiliser=False) == "fvr-prior-fast"
+    wrapped = reg.create(None, device="cpu")
+    assert wrapped.spec.past == wrapped.spec.future == 2 and "flow" in wrapped.spec.name
+    bare = reg.create("fvr-prior-fast", device="cpu")
+    assert bare.spec.past == bare.spec.future == 0
+    causal = build_restorer(RestoreConfig(device="cpu", stabilise="flow-causal"), reg)
+    assert causal.spec.future == 0 and causal.spec.past == 2
 
 
 def test_shipped_file_of_an_unknown_arch_is_refused(tmp_path: Path) -> None:

@@ -81,8 +81,9 @@ def _setup_logging(quiet: bool) -> None:
     )
 
 
-def _model_options(pairs: list[str] | None, crop_size: int | None) -> dict[str, object]:
-    """--model-opt KEY=VALUE pairs (and --crop-size) -> the model factory's keyword options."""
+def _model_options(pairs: list[str] | None, crop_size: int | None,
+                   fidelity: float | None = None) -> dict[str, object]:
+    """--model-opt KEY=VALUE pairs (and --crop-size, --fidelity) -> the model factory's keyword options."""
     from fvr.models.registry import parse_option_value
 
     options: dict[str, object] = {}
@@ -93,6 +94,8 @@ def _model_options(pairs: list[str] | None, crop_size: int | None) -> dict[str, 
         options[key.strip()] = parse_option_value(value)
     if crop_size:
         options["crop_size"] = crop_size
+    if fidelity is not None:
+        options["fidelity"] = fidelity
     return options
 
 
@@ -109,7 +112,7 @@ def _stabiliser_options(window: int | None, strength: float | None) -> dict[str,
 def restore(
     input: Annotated[Path, typer.Argument(help="Video file, or a folder of PNG/JPEG frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov) or folder for PNGs.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`), a .safetensors file from `fvr train`, an .onnx model, or a GFPGAN/CodeFormer/... checkpoint with fvr[spandrel] (docs/external-models.md). Default: fvr-fast on CPU, fvr-quality on CUDA.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`), a .safetensors file from `fvr train`, an .onnx model, or a GFPGAN/CodeFormer/... checkpoint with fvr[spandrel] (docs/external-models.md). Default: fvr-prior-fast+flow on CPU, fvr-prior+flow on CUDA (the shipped defaults with their stabiliser).")] = None,
     stabilise: Annotated[Optional[str], typer.Option("--stabilise", help="Temporal stabiliser around the model: flow (offline), flow-causal (streaming), learned (shipped, trained around image-baseline), or a trained stabiliser .safetensors.")] = None,
     stabilise_window: Annotated[Optional[int], typer.Option(min=0, max=8, help="Stabiliser: neighbours fused on each side (default 2).")] = None,
     stabilise_strength: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Stabiliser: 0 = per-frame output, 1 = fully fused (default 1).")] = None,
@@ -117,6 +120,7 @@ def restore(
     upscale: Annotated[int, typer.Option("--upscale", "-u", min=1, max=8, help="Output scale factor.")] = 1,
     faces: Annotated[str, typer.Option(help="'all', 'largest', or track IDs from `fvr info`, e.g. 0,2.")] = "all",
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend of restored over input face.")] = 1.0,
+    fidelity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Fidelity-perception control of models that have one (fvr-prior; CodeFormer's w): 1 = closest to the input, 0 = most generated detail.")] = None,
     crf: Annotated[int, typer.Option(min=0, max=63, help="Encoder quality (lower is better).")] = 18,
     preset: Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")] = "medium",
     codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")] = "libx264",
@@ -124,7 +128,7 @@ def restore(
     background: Annotated[str, typer.Option(help="Background up-sampling: lanczos, bicubic, bilinear, compact (fast learned x2-x4), realesrgan (slow on CPU), or a super-resolution checkpoint file with fvr[spandrel].")] = "lanczos",
     color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Match face colours to the input.")] = False,
     feather: Annotated[float, typer.Option(help="Mask edge softness (fraction of the crop).")] = 0.06,
-    mask_coverage: Annotated[float, typer.Option(min=0.25, max=2.0, help="Size of the pasted face region: 1 = brows to chin, ~1.6 = nearly the whole aligned crop (hair included).")] = 1.0,
+    mask_coverage: Annotated[float, typer.Option(min=0.25, max=2.0, help="Size of the pasted face region: 1 = brows to chin, 1.6 (default) = nearly the whole aligned crop, hair included.")] = 1.6,
     crop_size: Annotated[Optional[int], typer.Option(help="Override the model's crop size (128/256/512).")] = None,
     model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", help="KEY=VALUE for the model's loader, repeatable (e.g. range=-1,1 channels=bgr w=0.7 for an .onnx file; see docs/external-models.md).")] = None,
     detector: Annotated[str, typer.Option(help="Face detector: mtcnn (built in) or yunet.")] = "mtcnn",
@@ -148,7 +152,7 @@ def restore(
 
     _setup_logging(quiet)
     config = RestoreConfig(
-        model=model, model_options=_model_options(model_opt, crop_size), device=device, upscale=upscale,
+        model=model, model_options=_model_options(model_opt, crop_size, fidelity), device=device, upscale=upscale,
         stabilise=stabilise, stabilise_options=_stabiliser_options(stabilise_window, stabilise_strength),
         background=background, faces=faces, strength=strength, color_match=color_match, feather=feather,
         mask_coverage=mask_coverage,
@@ -238,15 +242,16 @@ _MODELS_WIDE = 120
 
 @app.command()
 def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List the registered restorers."""
+    """List the registered restorers (ready: yes = runs as installed, train = needs weights from `fvr train`)."""
     from fvr.models import builtin_registry
 
     registry = builtin_registry()
-    on = {d: registry.default_for(d) for d in ("cpu", "cuda")}
+    on = {d: registry.default_for(d, with_stabiliser=False) for d in ("cpu", "cuda")}
     rows = [
         {"name": e.spec.name, "kind": e.spec.kind, "temporal": e.spec.temporal, "causal": e.spec.causal,
          "crop_size": e.spec.crop_size, "past": e.spec.past, "future": e.spec.future,
-         "default": [d for d in on if on[d] == e.spec.name], "tags": list(e.spec.tags),
+         "default": [d for d in on if on[d] == e.spec.name], "default_with": e.default_with, "weights": e.ready,
+         "tags": list(e.spec.tags),
          "description": e.spec.description}
         for e in registry.entries()
     ]
@@ -255,13 +260,15 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
         return
     # the short columns never wrap; the descriptions need room, so a narrow terminal gets them one per line below
     wide = out.width >= _MODELS_WIDE
-    table = Table(*(Column(h, no_wrap=True) for h in ("name", "kind", "temporal", "causal", "crop", "context",
+    # causality reads off the context column (+0 future frames = causal)
+    table = Table(*(Column(h, no_wrap=True) for h in ("name", "kind", "temporal", "crop", "context", "ready",
                                                        "default")), box=None, padding=(0, 2, 0, 0))
     if wide:
         table.add_column("description", ratio=1)
     for r in rows:
-        cells = [r["name"], r["kind"], r["temporal"], "yes" if r["causal"] else "no", str(r["crop_size"]),
-                 f"-{r['past']}/+{r['future']}", ",".join(r["default"])]
+        cells = [r["name"], r["kind"], r["temporal"], str(r["crop_size"]),
+                 f"-{r['past']}/+{r['future']}", "yes" if r["weights"] else "train",
+                 ",".join(r["default"]) + (f" (+{r['default_with']})" if r["default"] and r["default_with"] else "")]
         table.add_row(*cells, *([r["description"]] if wide else []))
     out.print(table)
     if not wide:
@@ -340,7 +347,7 @@ def bench(
     keep_outputs: Annotated[bool, typer.Option("--keep-outputs", help="Keep each method's output frames.")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Degradation cache folder (default: OUT/cache).")] = None,
     grid_clips: Annotated[str, typer.Option(help="Comma-separated globs: clips whose face crops go into crops.png.")] = "*",
-    mask_coverage: Annotated[float, typer.Option(min=0.25, max=2.0, help="Pasted face region of every method (as fvr restore --mask-coverage).")] = 1.0,
+    mask_coverage: Annotated[float, typer.Option(min=0.25, max=2.0, help="Pasted face region of every method (as fvr restore --mask-coverage; default 1.6).")] = 1.6,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Benchmark restorers: degrade clips, restore them with each method, measure, write tables and plots."""

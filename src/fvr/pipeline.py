@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fvr.compose import FacePaste, face_mask, paste_faces
+from fvr.compose.mask import DEFAULT_COVERAGE
 from fvr.compose.background import make_background
 from fvr.errors import ConfigError
 from fvr.faces import (
@@ -72,7 +73,7 @@ class RestoreConfig:
     color_match: pull the restored face's colours to the input's (Lab mean/std in the mask).
     feather: mask edge softness, fraction of the crop size.
     mask_coverage: size of the pasted face ellipse (1 = brows to chin; larger also pastes the restored hair and
-        surroundings inside the crop, up to ~1.6 for nearly the whole crop).
+        surroundings inside the crop; the default 1.6 is nearly the whole crop, :data:`fvr.compose.mask.DEFAULT_COVERAGE`).
     chunk: frames per restorer call per track (memory/latency vs. batching efficiency); None = automatic:
         4 for a causal model that carries its state (its output does not depend on the chunk, and fewer frames
         wait in memory), else 16 (see :func:`chunk_frames`).
@@ -90,7 +91,7 @@ class RestoreConfig:
     strength: float = 1.0
     color_match: bool = False
     feather: float = 0.06
-    mask_coverage: float = 1.0
+    mask_coverage: float = DEFAULT_COVERAGE
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
@@ -293,7 +294,10 @@ def build_restorer(config: RestoreConfig, registry: ModelRegistry) -> Restorer:
     # onnxruntime picks its own provider for "auto": a CUDA torch does not imply a CUDA onnxruntime
     onnx = config.model is not None and ".onnx" in config.model.lower()
     model_device = config.device if onnx else resolve_device(config.device, "--device")
-    restorer = registry.create(config.model, device=model_device, **dict(config.model_options))
+    model = config.model
+    if model is None and config.stabilise:  # --stabilise replaces the default model's own stabiliser
+        model = registry.default_for(model_device, with_stabiliser=False)
+    restorer = registry.create(model, device=model_device, **dict(config.model_options))
     if config.stabilise:
         from fvr.models.stabilise import stabilised
 

@@ -165,8 +165,8 @@ def _degradation_table(data: dict) -> str:
 
 
 TERMINAL_METRICS = {
-    "reference": ("psnr", "ssim", "stlpips", "ids_facenet", "lmd", "tlme", "ewarp", "flicker"),
-    "real": ("brisque", "vidd", "flicker_nr", "ewarp_nr"),
+    "reference": ("psnr", "ssim", "stlpips", "ids_facenet", "lmd", "tlme", "ewarp", "flicker", "delta_e"),
+    "real": ("brisque", "vidd", "flicker_nr", "ewarp_nr", "delta_e_in"),
 }
 
 
@@ -180,7 +180,7 @@ def summary_rows(data: dict) -> tuple[list[str], list[list[str]]]:
 
 
 KEY_METRICS = ("psnr", "stlpips", "ids", "ids_facenet", "lmd", "tlme", "ewarp", "flicker",
-               "brisque", "vidd", "flicker_nr")
+               "brisque", "vidd", "flicker_nr", "delta_e", "delta_e_in")
 
 
 def _coverage(cfg: dict) -> str:

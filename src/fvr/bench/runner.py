@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from fvr.bench.methods import BenchMethod, resolve_methods
+from fvr.compose.mask import DEFAULT_COVERAGE
 from fvr.errors import ConfigError, InputError
 from fvr.faces import (
     DetectorConfig,
@@ -102,7 +103,7 @@ class BenchConfig:
     cache: Path | None = None
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     grid_clips: str = "*"
-    mask_coverage: float = 1.0
+    mask_coverage: float = DEFAULT_COVERAGE
 
     def validate(self) -> None:
         if not Path(self.data).is_dir():
@@ -146,7 +147,7 @@ class MethodJob:
     output: str
     upscale: int
     fps: float | None  # for image-sequence inputs
-    mask_coverage: float = 1.0
+    mask_coverage: float = DEFAULT_COVERAGE
 
 
 def run_method_job(job: MethodJob) -> dict:

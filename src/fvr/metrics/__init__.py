@@ -86,6 +86,10 @@ METRICS = MappingProxyType(
                   "grey levels", "temporal"),
             _info("ewarp_nr", "down", "E*warp-NR", "flow-warping error, flow from the input", False, "×10⁻³ MSE",
                   "temporal"),
+            _info("delta_e", "down", "ΔE", "colour shift: CIEDE2000 of blurred face crops, vs the ground truth",
+                  True, "ΔE00", "colour"),
+            _info("delta_e_in", "down", "ΔE-in", "colour shift: CIEDE2000 of blurred face crops, vs the input",
+                  False, "ΔE00", "colour"),
         ]
     )
 )

@@ -17,7 +17,7 @@ import numpy as np
 from fvr.compose.mask import face_mask
 from fvr.errors import ConfigError
 from fvr.metrics import _deps
-from fvr.metrics.fidelity import psnr, ssim
+from fvr.metrics.fidelity import color_shift, psnr, ssim
 from fvr.metrics.identity import DlibIdentity, FacenetIdentity, deg, ids
 from fvr.metrics.landmarks import Landmarks68, lmd
 from fvr.metrics.noref import brisque
@@ -26,9 +26,9 @@ from fvr.metrics.temporal import flicker, flicker_nr, warp_error
 
 REFERENCE_METRICS: tuple[str, ...] = (
     "psnr", "psnr_y", "ssim", "ssim_y", "stlpips", "ids", "ids_facenet", "deg", "lmd", "lmd_norm", "tlme", "vidd",
-    "ewarp", "flicker",
+    "ewarp", "flicker", "delta_e",
 )  # fmt: skip
-NO_REFERENCE_METRICS: tuple[str, ...] = ("brisque", "vidd", "flicker_nr", "ewarp_nr")
+NO_REFERENCE_METRICS: tuple[str, ...] = ("brisque", "vidd", "flicker_nr", "ewarp_nr", "delta_e_in")
 TEMPORAL_METRICS = frozenset({"tlme", "vidd", "ewarp", "flicker", "flicker_nr", "ewarp_nr"})
 FRAME_METRICS: tuple[str, ...] = ("psnr", "psnr_y", "ssim", "ssim_y")
 
@@ -197,6 +197,7 @@ class ReferenceEvaluator(_Streaming):
             "vidd": lambda: 1.0 - ids(facenet("fn_out"), prev["fn_out"]) if prev else math.nan,
             "ewarp": lambda: warp_error(prev["out"], out, prev["gt"], gt) if prev else math.nan,
             "flicker": lambda: flicker(prev["out"], out, prev["gt"], gt, self._mask) if prev else math.nan,
+            "delta_e": lambda: color_shift(out, gt, self._mask),
         }
         for name in self.metrics:
             if name in temporal:
@@ -246,6 +247,7 @@ class NoReferenceEvaluator(_Streaming):
             "vidd": lambda: 1.0 - ids(emb(), prev["fn_out"]) if prev else math.nan,
             "flicker_nr": lambda: flicker_nr(prev["out"], out, prev["in"], inp, self._mask) if prev else math.nan,
             "ewarp_nr": lambda: warp_error(prev["out"], out, prev["in"], inp) if prev else math.nan,
+            "delta_e_in": lambda: color_shift(out, inp, self._mask),
         }
         for name in self.metrics:
             self._timed(name, fns[name])

@@ -48,7 +48,8 @@ def is_fvr_weights(path: Path) -> bool:
 
 def restorer_from_file(name: str | Path, *, device: str = "cpu", **options: object) -> Restorer:
     """A face restorer from a model file, by type (see the module docstring). ``options`` go to the loader
-    (ONNX: its I/O convention and extra inputs; spandrel: e.g. ``crop_size``, ``fidelity``)."""
+    (ONNX: its I/O convention and extra inputs; spandrel: e.g. ``crop_size``, ``fidelity``; fvr weights:
+    ``fidelity`` and, for pretrained priors, ``crop_size``)."""
     path = _existing(name)
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
@@ -58,9 +59,12 @@ def restorer_from_file(name: str | Path, *, device: str = "cpu", **options: obje
     if is_fvr_weights(path):
         from fvr.models.nets import architectures, restorer_from_weights
 
+        fidelity, crop = options.pop("fidelity", None), options.pop("crop_size", None)
         if options:
             raise ConfigError(f"{path}: options {', '.join(options)} cannot change a trained network")
-        return restorer_from_weights(path, architectures(), device=device)
+        return restorer_from_weights(path, architectures(), device=device,
+                                     fidelity=None if fidelity is None else float(fidelity),
+                                     crop_size=None if crop is None else int(crop))
     from fvr.models.spandrel_model import load_spandrel_restorer
 
     return load_spandrel_restorer(path, device=device, **options)

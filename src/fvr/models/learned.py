@@ -5,9 +5,9 @@ A registered architecture needs weights: ``weights=FILE`` (an fvr safetensors fi
 weights shipped inside the package for that name (``fvr/weights/NAME.safetensors``) when there are some, else a
 one-line error. ``allow_random=True`` builds an untrained network (tests, speed measurements).
 
-A shipped file with any other name (``fvr-fast``, ``fvr-quality``, the baselines) is a model of its own: its spec
-comes from the file (architecture, size, crop). :data:`SHIPPED_DEFAULTS` makes ``fvr-fast`` the default on CPU and
-``fvr-quality`` the default on CUDA when their files are present. Model cards: docs/model-cards/.
+A shipped file with any other name (``fvr-prior``, ``fvr-fast``, the baselines) is a model of its own: its spec
+comes from the file (architecture, size, crop). :data:`SHIPPED_DEFAULTS` makes ``fvr-prior-fast`` the default on CPU and
+``fvr-prior`` the default on CUDA when their files are present. Model cards: docs/model-cards/
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from fvr.models.registry import ModelRegistry
 
 
-SHIPPED_DEFAULTS = {"fvr-fast": ("cpu",), "fvr-quality": ("cuda",)}
-"""Shipped model -> the devices on which ``fvr restore`` uses it when no --model is given."""
+SHIPPED_DEFAULTS = {"fvr-prior-fast": ("cpu",), "fvr-prior": ("cuda",)}
+"""Shipped model -> the devices on which ``fvr restore`` uses it when no --model is given (with the temporal
+stabiliser its file names in ``default_stabiliser``, if any)."""
 
 
 def weights_dir() -> Path:
@@ -41,11 +42,12 @@ def shipped_weights(name: str, folder: Path | None = None) -> Path | None:
 
 
 def _shipped_factory(path: Path, name: str):
-    def create(device: str = "cpu") -> Restorer:
+    def create(device: str = "cpu", fidelity: float | None = None, crop_size: int | None = None) -> Restorer:
         from fvr.models.nets import architectures
         from fvr.models.nets.core import restorer_from_weights
 
-        return restorer_from_weights(path, architectures(), device=device, name=name)
+        return restorer_from_weights(path, architectures(), device=device, name=name, fidelity=fidelity,
+                                     crop_size=None if crop_size is None else int(crop_size))
 
     return create
 
@@ -76,7 +78,7 @@ def register_shipped(registry: ModelRegistry, folder: Path | None = None) -> lis
         description = meta.get("description") or f"{arch.description} (shipped weights)"
         spec = replace(spec, description=description, tags=(*spec.tags, "shipped"))
         registry.register(spec, _shipped_factory(path, name), default_on=SHIPPED_DEFAULTS.get(name, ()),
-                          uses_device=True)
+                          uses_device=True, default_with=meta.get("default_stabiliser", ""))
         names.append(name)
     return names
 
@@ -114,5 +116,6 @@ def register(registry: ModelRegistry) -> None:
     for arch in architectures().values():
         for preset in ("quality", "fast"):
             name = registry_name(arch.name, preset)
-            registry.register(arch.restorer_spec(preset, name=name), _factory(arch, preset, name), uses_device=True)
+            registry.register(arch.restorer_spec(preset, name=name), _factory(arch, preset, name), uses_device=True,
+                              ready=shipped_weights(name) is not None)
     register_shipped(registry)

@@ -53,13 +53,18 @@ def parse_option_value(text: str) -> object:
 class ModelEntry:
     """spec and factory of one model. default: the fallback default. default_on: devices ("cpu", "cuda") on which
     this model is the default instead (the shipped fast model on CPU, the quality model on GPU). uses_device: the
-    factory takes ``device=`` (learned models); the others always run on the CPU."""
+    factory takes ``device=`` (learned models); the others always run on the CPU. default_with: the temporal
+    stabiliser the model runs with when it is picked as a device default (no --model given), e.g. "flow".
+    ready: the model runs as installed (False: a learned architecture with no weights shipped; it needs a file
+    from ``fvr train``)."""
 
     spec: RestorerSpec
     factory: RestorerFactory
     default: bool = False
     default_on: tuple[str, ...] = ()
     uses_device: bool = False
+    default_with: str = ""
+    ready: bool = True
 
 
 class ModelRegistry:
@@ -69,7 +74,8 @@ class ModelRegistry:
         self._entries: dict[str, ModelEntry] = {}
 
     def register(self, spec: RestorerSpec, factory: RestorerFactory, *, default: bool = False,
-                 default_on: tuple[str, ...] = (), uses_device: bool = False) -> None:
+                 default_on: tuple[str, ...] = (), uses_device: bool = False, default_with: str = "",
+                 ready: bool = True) -> None:
         if spec.name in self._entries:
             raise ValueError(f"model {spec.name!r} is already registered")
         if unknown := set(default_on) - set(DEVICES):
@@ -79,7 +85,8 @@ class ModelRegistry:
         if default_on:  # one default per device: the newest registration wins (plug-ins register last)
             self._entries = {k: replace(e, default_on=tuple(d for d in e.default_on if d not in default_on))
                              for k, e in self._entries.items()}
-        self._entries[spec.name] = ModelEntry(spec, factory, default, tuple(default_on), uses_device)
+        self._entries[spec.name] = ModelEntry(spec, factory, default, tuple(default_on), uses_device, default_with,
+                                              ready)
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -95,12 +102,13 @@ class ModelRegistry:
                 return name
         raise ConfigError("no default model is registered")
 
-    def default_for(self, device: str) -> str:
+    def default_for(self, device: str, *, with_stabiliser: bool = True) -> str:
         """The default model on ``device`` ("cpu" or "cuda"): the one registered with that device in
-        ``default_on`` (fvr's shipped weights), else :attr:`default_name`."""
+        ``default_on`` (fvr's shipped weights), else :attr:`default_name`; as ``NAME+STABILISER`` when the model
+        runs with a stabiliser by default (``default_with``) and ``with_stabiliser``."""
         for name, entry in self._entries.items():
             if device in entry.default_on:
-                return name
+                return f"{name}+{entry.default_with}" if entry.default_with and with_stabiliser else name
         return self.default_name
 
     def spec(self, name: str) -> RestorerSpec:
@@ -113,7 +121,8 @@ class ModelRegistry:
         any model with a temporal stabiliser (:mod:`fvr.models.stabilise`)."""
         from fvr.models.files import is_model_file, restorer_from_file
 
-        if name is not None and name not in self._entries:
+        name = name or self.default_for(device or "cpu")
+        if name not in self._entries:
             if is_model_file(name) and ("+" not in name or Path(name).is_file()):
                 return restorer_from_file(name, device=device or "cpu", **options)
             if "+" in name:  # MODEL+STABILISER: any restorer wrapped with a temporal stabiliser
@@ -121,7 +130,7 @@ class ModelRegistry:
 
                 model, stab = parse_method(name)
                 return stabilised(self.create(model, device=device, **options), stab or "", device=device or "cpu")
-        entry = self._entry(name or self.default_for(device or "cpu"))
+        entry = self._entry(name)
         if entry.uses_device and device is not None:
             options = {"device": device, **options}
         try:

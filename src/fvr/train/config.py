@@ -31,12 +31,15 @@ class ModelSection:
     """arch: architecture name (``fvr models`` / :func:`fvr.models.nets.architectures`); preset: fast, quality
     or tiny; options: overrides of the preset's config dataclass fields; init: a weights file of the same
     architecture to start from (fine-tuning, or a codebook model's stage 2 from its stage-1 weights): its tensors are
-    loaded, and the network's config is the file's config with ``options`` applied on top."""
+    loaded, and the network's config is the file's config with ``options`` applied on top. pretrained: start from
+    the architecture's packaged pretrained weights (architectures built on a pretrained network, e.g.
+    ``prior-rrdb``); not together with ``init``."""
 
     arch: str = ""
     preset: str = "fast"
     options: dict[str, Any] = field(default_factory=dict)
     init: str = ""
+    pretrained: bool = False
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,7 @@ def validate(config: TrainConfig) -> None:
         (r.seed >= 0, "run.seed must be >= 0"),
         (min(r.val_every, r.ckpt_every, r.log_every, r.num_workers) >= 0, "run.*_every and num_workers must be >= 0"),
         (r.keep_checkpoints >= 1, "run.keep_checkpoints must be >= 1"),
+        (not (config.model.pretrained and config.model.init), "set either model.pretrained or model.init, not both"),
         (bool(config.model.arch), "model.arch is required (an architecture name, see `fvr models`)"),
     ]
     for ok, message in checks:

@@ -308,11 +308,18 @@ class _Trainer:
             raise ConfigError(f"model.arch: unknown architecture {config.model.arch!r}; known: "
                               f"{', '.join(sorted(archs)) or 'none'}")
         self.arch = archs[config.model.arch]
+        self.pretrained_source = ""
         if config.model.init:
             self.net_config, preset_size, self.net = init_network(self.arch, config.model.init, config.model.options)
         else:
             self.net_config, preset_size, self.net = build_network(self.arch, config.model.preset,
                                                                    config.model.options)
+            if config.model.pretrained:
+                if self.arch.pretrained is None:
+                    raise ConfigError(f"model.pretrained: architecture {self.arch.name!r} has no pretrained weights "
+                                      "(architectures built on one: "
+                                      f"{', '.join(sorted(n for n, a in archs.items() if a.pretrained)) or 'none'})")
+                self.pretrained_source = self.arch.pretrained(self.net, self.net_config)
         self.crop = config.data.crop_size or preset_size
         _check_combination(config, self.arch, self.crop)
         check_scales(config, self.crop)
@@ -350,7 +357,7 @@ class _Trainer:
         self.net.to(self.device).train()
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if c.optim.ema > 0 else None
         o = c.optim
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.opt = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         from fvr.train.losses import PatchDiscriminator, ReconstructionLoss
 
         self.rec = ReconstructionLoss(c.loss).to(self.device) if self.arch.training_loss is None else None
@@ -425,7 +432,8 @@ class _Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.optim.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.optim.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad],
+                                                  c.optim.grad_clip)
             logs["grad_norm"] = float(norm)
         self.opt.step()
         if gan_on:
@@ -520,7 +528,8 @@ class _Trainer:
         from fvr.models.nets.core import save_weights
 
         c = self.config
-        extra = {"trained_steps": self.step, "train_seconds": round(self.seconds, 1),
+        extra = {"trained_steps": self.step, "pretrained": self.pretrained_source,
+                 "train_seconds": round(self.seconds, 1),
                  "permissive_only": c.data.permissive_only, "train_clips": [Path(n).name for n in self.data_names],
                  "val": self.last_val, "weights": "ema" if self.ema is not None else "raw",
                  "degrade": dict(c.degrade.presets), "degrade_codec": self.codec,

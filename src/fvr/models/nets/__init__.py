@@ -22,7 +22,7 @@ from fvr.models.nets.core import (
 
 # Modules defining architectures, in the order `fvr models` lists them.
 ARCH_MODULES = ("unet", "window", "regional", "recurrent", "transformer", "basicvsr", "diffusion", "codebook",
-                "stabiliser")
+                "stabiliser", "pretrained")
 
 
 def architectures() -> dict[str, ArchSpec]:

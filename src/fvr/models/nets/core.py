@@ -33,6 +33,10 @@ from fvr.models.base import Restorer, RestorerSpec
 
 PRESETS = ("fast", "quality", "tiny")  # tiny: a few thousand parameters at 32², for tests
 WEIGHTS_FORMAT = "fvr-weights-1"
+# A weight file may carry a second weight set for part of the network (the perceptual end of a fidelity control):
+# tensors named PERCEPTUAL_PREFIX + key, each replacing the network's tensor ``key`` at fidelity 0.
+PERCEPTUAL_PREFIX = "perceptual."
+
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class ArchSpec:
         ``training_loss(net, batch) -> (loss tensor, {name: float})`` for models with their own objective
         (diffusion noise prediction, codebook stages); ``batch`` is a :class:`TrainBatch`.
     frame_model: runs on whole frames (generic video restoration, not face-aware), not on aligned face crops.
+    pretrained: ``pretrained(net, config) -> source name`` copies packaged pretrained weights into a freshly built
+        network (``[model] pretrained = true`` in a training config); None = the architecture has none.
     """
 
     name: str
@@ -67,6 +73,7 @@ class ArchSpec:
     feed_forward: bool = True
     training_loss: Callable[..., tuple[torch.Tensor, dict[str, float]]] | None = None
     frame_model: bool = False
+    pretrained: Callable[[nn.Module, Any], str] | None = None
 
     def context(self, config: Any) -> tuple[int, int]:
         past = self.past(config) if callable(self.past) else self.past
@@ -139,6 +146,23 @@ class LoadedModel:
     preset: str
     net: nn.Module
     metadata: dict[str, str] = field(default_factory=dict)
+    fidelity_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    perceptual_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def set_fidelity(self, fidelity: float) -> None:
+        """Network interpolation (ESRGAN) between the file's two weight sets: 1 = the main (fidelity) weights,
+        0 = the perceptual set, in between = fidelity * main + (1 - fidelity) * perceptual, tensor by tensor."""
+        if not self.perceptual_state:
+            raise ConfigError("--fidelity: this model has one weight set (no perceptual end to blend with); models "
+                              "with a fidelity control say so in `fvr models`")
+        if not 0.0 <= float(fidelity) <= 1.0:
+            raise ConfigError(f"--fidelity must be in [0, 1], got {fidelity}")
+        f = float(fidelity)
+        own = self.net.state_dict()
+        with torch.no_grad():
+            for key, perc in self.perceptual_state.items():
+                main = self.fidelity_state[key]
+                own[key].copy_(f * main.float() + (1.0 - f) * perc.float())
 
 
 def weights_metadata(arch: ArchSpec, config: Any, crop_size: int, preset: str,
@@ -193,10 +217,30 @@ def load_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str
     config = config_from_dict(arch.config, {**json.loads(meta["config"]), **dict(options or {})})
     net = arch.build(config)
     state = load_file(str(path), device=device)
+    perceptual = {k[len(PERCEPTUAL_PREFIX):]: v for k, v in state.items() if k.startswith(PERCEPTUAL_PREFIX)}
+    state = {k: v for k, v in state.items() if not k.startswith(PERCEPTUAL_PREFIX)}
     load_state_checked(net, state, str(path))
+    own = net.state_dict()
+    odd = [k for k, v in perceptual.items() if k not in own or tuple(own[k].shape) != tuple(v.shape)]
+    if odd:
+        raise ConfigError(f"{path}: perceptual weight {odd[0]} does not match the network")
     net.to(device).eval()
-    return LoadedModel(arch, config, int(meta.get("crop_size", 0)) or arch.preset(meta.get("preset", "quality"))[0],
-                       meta.get("preset", "quality"), net, meta)
+    loaded = LoadedModel(arch, config, int(meta.get("crop_size", 0)) or arch.preset(meta.get("preset", "quality"))[0],
+                         meta.get("preset", "quality"), net, meta,
+                         {k: state[k] for k in perceptual}, perceptual)
+    if perceptual:
+        loaded.set_fidelity(float(meta.get("default_fidelity", "1")))
+    return loaded
+
+
+def _checked_crop(loaded: LoadedModel, crop: int, source: str) -> int:
+    scale = int(getattr(loaded.config, "scale", 1))
+    if loaded.arch.pretrained is None:
+        raise ConfigError(f"{source}: crop_size can only change for pretrained-prior models (this one was trained "
+                          f"at {loaded.crop_size}²)")
+    if not 64 <= crop <= 1024 or crop % (scale * 4):
+        raise ConfigError(f"{source}: crop_size must be 64..1024 and a multiple of {scale * 4}, got {crop}")
+    return crop
 
 
 def load_state_checked(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -263,10 +307,19 @@ class TorchRestorer(Restorer):
 
 
 def restorer_from_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, device: str = "cpu",
-                          name: str | None = None) -> TorchRestorer:
-    """A ready restorer from an fvr weight file (``fvr restore --model FILE.safetensors``)."""
+                          name: str | None = None, fidelity: float | None = None,
+                          crop_size: int | None = None) -> TorchRestorer:
+    """A ready restorer from an fvr weight file (``fvr restore --model FILE.safetensors``). fidelity: for files
+    with a perceptual weight set, 1 = fidelity end ... 0 = perceptual end (None = the file's default).
+    crop_size: the aligned crop to run at instead of the file's (pretrained-prior networks only: they restore the
+    crop down-sampled by their scale, so a larger crop keeps more of a large face's detail at 4x the cost)."""
     loaded = load_weights(path, archs, device=device)
-    spec = loaded.arch.restorer_spec(loaded.preset, name=name or Path(path).stem, crop_size=loaded.crop_size,
+    if fidelity is not None:
+        loaded.set_fidelity(fidelity)
+    crop = loaded.crop_size
+    if crop_size is not None:
+        crop = _checked_crop(loaded, int(crop_size), str(path))
+    spec = loaded.arch.restorer_spec(loaded.preset, name=name or Path(path).stem, crop_size=crop,
                                      config=loaded.config)
     return TorchRestorer(spec, loaded.net, uses_prior=loaded.arch.uses_prior, device=device,
                          frame_model=loaded.arch.frame_model)
