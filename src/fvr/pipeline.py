@@ -294,9 +294,8 @@ def build_restorer(config: RestoreConfig, registry: ModelRegistry) -> Restorer:
     # onnxruntime picks its own provider for "auto": a CUDA torch does not imply a CUDA onnxruntime
     onnx = config.model is not None and ".onnx" in config.model.lower()
     model_device = config.device if onnx else resolve_device(config.device, "--device")
-    model = config.model
-    if model is None and config.stabilise:  # --stabilise replaces the default model's own stabiliser
-        model = registry.default_for(model_device, with_stabiliser=False)
+    # --stabilise replaces the default model's own stabiliser
+    model = config.model or registry.default_for(model_device, with_stabiliser=not config.stabilise)
     restorer = registry.create(model, device=model_device, **dict(config.model_options))
     if config.stabilise:
         from fvr.models.stabilise import stabilised

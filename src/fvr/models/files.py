@@ -62,9 +62,7 @@ def restorer_from_file(name: str | Path, *, device: str = "cpu", **options: obje
         fidelity, crop = options.pop("fidelity", None), options.pop("crop_size", None)
         if options:
             raise ConfigError(f"{path}: options {', '.join(options)} cannot change a trained network")
-        return restorer_from_weights(path, architectures(), device=device,
-                                     fidelity=None if fidelity is None else float(fidelity),
-                                     crop_size=None if crop is None else int(crop))
+        return restorer_from_weights(path, architectures(), device=device, fidelity=fidelity, crop_size=crop)
     from fvr.models.spandrel_model import load_spandrel_restorer
 
     return load_spandrel_restorer(path, device=device, **options)

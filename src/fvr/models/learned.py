@@ -47,7 +47,7 @@ def _shipped_factory(path: Path, name: str):
         from fvr.models.nets.core import restorer_from_weights
 
         return restorer_from_weights(path, architectures(), device=device, name=name, fidelity=fidelity,
-                                     crop_size=None if crop_size is None else int(crop_size))
+                                     crop_size=crop_size)
 
     return create
 

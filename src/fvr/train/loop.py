@@ -357,7 +357,8 @@ class _Trainer:
         self.net.to(self.device).train()
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if c.optim.ema > 0 else None
         o = c.optim
-        self.opt = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.trained_params = [p for p in self.net.parameters() if p.requires_grad]  # a frozen head has none
+        self.opt = torch.optim.AdamW(self.trained_params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         from fvr.train.losses import PatchDiscriminator, ReconstructionLoss
 
         self.rec = ReconstructionLoss(c.loss).to(self.device) if self.arch.training_loss is None else None
@@ -432,8 +433,7 @@ class _Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.optim.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad],
-                                                  c.optim.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.trained_params, c.optim.grad_clip)
             logs["grad_norm"] = float(norm)
         self.opt.step()
         if gan_on:

@@ -38,7 +38,6 @@ WEIGHTS_FORMAT = "fvr-weights-1"
 PERCEPTUAL_PREFIX = "perceptual."
 
 
-
 @dataclass(frozen=True)
 class ArchSpec:
     """One architecture: how to build it and where it sits in the survey's taxonomy.
@@ -155,14 +154,21 @@ class LoadedModel:
         if not self.perceptual_state:
             raise ConfigError("--fidelity: this model has one weight set (no perceptual end to blend with); models "
                               "with a fidelity control say so in `fvr models`")
-        if not 0.0 <= float(fidelity) <= 1.0:
-            raise ConfigError(f"--fidelity must be in [0, 1], got {fidelity}")
-        f = float(fidelity)
+        blended = interpolate_states(self.fidelity_state, self.perceptual_state, float(fidelity))
         own = self.net.state_dict()
         with torch.no_grad():
-            for key, perc in self.perceptual_state.items():
-                main = self.fidelity_state[key]
-                own[key].copy_(f * main.float() + (1.0 - f) * perc.float())
+            for key, value in blended.items():
+                own[key].copy_(value)
+
+
+def interpolate_states(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
+                       alpha: float) -> dict[str, torch.Tensor]:
+    """Network interpolation (ESRGAN): alpha * a + (1 - alpha) * b for every tensor; a and b share keys/shapes."""
+    if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
+        raise ConfigError("network interpolation needs two weight sets of the same network")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"--fidelity must be in [0, 1], got {alpha}")
+    return {k: (alpha * a[k].float() + (1.0 - alpha) * b[k].float()).to(a[k].dtype) for k in a}
 
 
 def weights_metadata(arch: ArchSpec, config: Any, crop_size: int, preset: str,

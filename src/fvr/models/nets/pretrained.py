@@ -22,7 +22,6 @@ config). A trained file holds every tensor, so restoring with it needs no weight
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from fvr.errors import ConfigError
-from fvr.models.nets.core import ArchSpec
+from fvr.models.nets.core import ArchSpec, interpolate_states
 
 NETS = ("rrdb", "compact")
 
@@ -74,7 +73,7 @@ class PretrainedFaceNet(nn.Module):
             from fvr.models.srvgg import SRVGGNetCompact
 
             self.net = SRVGGNetCompact(num_feat=config.num_feat, num_conv=config.num_block, upscale=config.scale)
-        self.set_trainable(config.trainable)
+        self._freeze_head()
 
     # -- which parameters train --------------------------------------------------------------------------------
 
@@ -90,7 +89,7 @@ class PretrainedFaceNet(nn.Module):
         keep = 2 * t + 1  # the last t (conv, prelu) pairs and the final conv
         return layers[:max(0, len(layers) - keep)]
 
-    def set_trainable(self, trainable: int) -> None:
+    def _freeze_head(self) -> None:
         self.net.requires_grad_(True)
         for module in self.frozen_head():
             module.requires_grad_(False)
@@ -168,15 +167,6 @@ def load_pretrained(net: nn.Module, config: PretrainedConfig) -> str:
     return source
 
 
-def interpolate_states(a: Mapping[str, Tensor], b: Mapping[str, Tensor], alpha: float) -> dict[str, Tensor]:
-    """Network interpolation (ESRGAN): alpha * a + (1 - alpha) * b for every tensor; a and b share keys/shapes."""
-    if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
-        raise ConfigError("network interpolation needs two weight sets of the same network")
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"fidelity must be in [0, 1], got {alpha}")
-    return {k: (alpha * a[k].float() + (1.0 - alpha) * b[k].float()).to(a[k].dtype) for k in a}
-
-
 def _presets(net: str) -> dict[str, tuple[int, PretrainedConfig]]:
     if net == "rrdb":  # the x4plus geometry; only the last 4 blocks and the tail train by default (3.0 M params)
         return {"quality": (512, PretrainedConfig("rrdb", 64, 23, 4, trainable=4)),
@@ -204,3 +194,5 @@ PRIOR_COMPACT = ArchSpec(
 )
 
 ARCHS: tuple[ArchSpec, ...] = (PRIOR_RRDB, PRIOR_COMPACT)
+
+__all__ = ["PretrainedConfig", "PretrainedFaceNet", "interpolate_states", "load_pretrained", "ARCHS"]
