@@ -170,7 +170,7 @@ def test_disk_full_simulated(clip: Path, tmp_path: Path, capsys: pytest.CaptureF
     monkeypatch.setattr(sink_module.VideoSink, "write", write)
     out = tmp_path / "out.mp4"
     out.write_bytes(b"older result")
-    code, _, err = run(["restore", str(clip), "-o", str(out), "-q"], capsys)
+    code, _, err = run(["restore", str(clip), "-o", str(out), "-q", "--overwrite"], capsys)
     assert code != 0 and "No space left" in _one_error_line(err)
     assert out.read_bytes() == b"older result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
@@ -226,4 +226,262 @@ def test_odd_inputs_give_correct_output(kind: str, tmp_path: Path, capsys: pytes
     assert report["tracks"] == 1, f"{kind}: the face was not found"
     a, ta = read_frames(src)
     b, tb = read_frames(out)
+    if kind == "odd":  # yuv420p needs even sides: one edge row and column are repeated (docs/pipeline.md)
+        assert b.shape[1:3] == (156, 152)
+        b = b[:, :155, :151]
     assert a.shape == b.shape and tb == pytest.approx(ta, abs=1e-6)
+
+
+# ------------------------------------------------- "Nothing lost, nothing silent": version, help, models, weights
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    import fvr
+
+    code, out, err = run(["--version"], capsys)
+    assert code == 0 and err == ""
+    assert out == f"fvr {version('fvr')}\n"
+    assert version("fvr") == fvr.__version__  # pyproject.toml and the package say the same
+
+
+def _commands() -> dict:
+    import typer
+
+    from fvr.cli import app
+
+    return typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_every_command_is_covered_by_the_help_tests() -> None:
+    assert {"restore", "info", "models", "bench", "degrade", "train", "export", "batch", "demo"} <= set(_commands())
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_help_is_whole_at_80_columns(command: str, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every option's help, and the command's own, appears in full at 80 columns: no line cut with "…", none wider
+    than the terminal, no word split at a hyphen, brackets shown as written."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run([command, "--help"], capsys)
+    assert code == 0 and err == "", err
+    lines = out.splitlines()
+    assert "…" not in out
+    assert max(len(ln) for ln in lines) <= 80
+    assert not [ln for ln in lines if ln.rstrip().endswith("-") and not ln.rstrip().endswith(" -")]
+    text = _collapse(out)
+    click_command = _commands()[command]
+    assert _collapse(click_command.help or "") in text
+    helps = [p.help for p in click_command.params if getattr(p, "help", None)]
+    assert helps
+    for help_text in helps:
+        assert _collapse(help_text) in text, help_text
+
+
+def test_help_shows_extras_in_brackets(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fvr[spandrel]` is shown as written (rich markup used to swallow "[spandrel]")."""
+    for columns in ("80", "200"):
+        monkeypatch.setenv("COLUMNS", columns)
+        code, out, _ = run(["restore", "--help"], capsys)
+        assert code == 0
+        text = _collapse(out)
+        assert "checkpoint with fvr[spandrel] (docs/external-models.md)" in text  # --model
+        assert "checkpoint file with fvr[spandrel]." in text  # --background
+        assert "fvr " + "(docs" not in text
+
+
+def test_top_level_help_lists_each_command_in_full(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "…" not in out and "--version" in out
+    assert not [ln for ln in out.splitlines()[1:] if "..." in ln]  # (the usage line has COMMAND [ARGS]...)
+    text = _collapse(out)
+    for name, command in _commands().items():
+        first = command.get_short_help_str(limit=10_000)
+        assert first.endswith(".") and f"{name} {first}" in text
+
+
+def test_help_through_clirunner_at_80_columns() -> None:
+    from typer.testing import CliRunner
+
+    from fvr.cli import app
+
+    result = CliRunner().invoke(app, ["restore", "--help"], env={"COLUMNS": "80"}, prog_name="fvr")
+    assert result.exit_code == 0
+    assert "…" not in result.output and max(len(ln) for ln in result.output.splitlines()) <= 80
+    assert "--segments-per-process" in result.output and "fvr[spandrel]" in result.output
+
+
+def _table_rows(out: str) -> dict[str, list[str]]:
+    """`fvr models` table rows by name: name, kind, temporal, crop, context[, ready], default."""
+    rows = [ln.split() for ln in out.splitlines()]
+    return {r[0]: r for r in rows if len(r) >= 5 and r[3].isdigit() and r[4].startswith("-")}
+
+
+def test_models_lists_what_runs_and_counts_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    from fvr.models import builtin_registry
+
+    reg = builtin_registry()
+    ready = reg.ready_names()
+    not_ready = [e.spec.name for e in reg.entries() if not e.ready]
+    assert "unet" in not_ready and "fvr-prior-fast" in ready
+    code, out, _ = run(["models"], capsys)
+    assert code == 0
+    listed = set(_table_rows(out))
+    assert listed == set(ready)
+    assert f"{len(not_ready)} more need weights (fvr train): fvr models --all" in out
+    code, out, _ = run(["models", "--all"], capsys)
+    assert code == 0
+    rows = _table_rows(out)
+    assert set(rows) == set(reg.names())
+    assert "train" in rows["unet"] and "yes" in rows["fvr-prior-fast"]
+    assert "train = needs weights: train it with `fvr train` (docs/train.md)" in _collapse(out)
+    assert "more need" not in out
+
+
+def test_models_json_ready_and_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["models", "--json"], capsys)
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert "unet" in rows  # --json lists every registered model
+    for r in rows.values():
+        assert isinstance(r["ready"], bool) and r["ready"] == r["weights"]
+        assert (r["needs"] is None) == r["ready"]
+    assert "fvr train" in rows["unet"]["needs"] and "docs/train.md" in rows["unet"]["needs"]
+    assert rows["fvr-prior-fast"]["ready"] and rows["classical"]["ready"]
+
+
+@pytest.fixture
+def no_realesrgan_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the realesrgan extra (its weights package) were not installed."""
+    from fvr.models import realesrgan, registry
+
+    real = registry.find_spec
+    monkeypatch.setattr(registry, "find_spec", lambda name: None if name == realesrgan.WEIGHTS_PACKAGE else real(name))
+
+
+@pytest.mark.usefixtures("no_realesrgan_extra")
+def test_models_marks_a_missing_extra(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["models", "--json"], capsys)
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert not rows["realesrgan"]["ready"] and 'pip install "fvr[realesrgan]"' in rows["realesrgan"]["needs"]
+    code, out, _ = run(["models"], capsys)
+    assert "more need weights (fvr train) or an extra: fvr models --all" in out
+    code, out, _ = run(["models", "--all"], capsys)
+    assert code == 0
+    assert _table_rows(out)["realesrgan"][5] == "extra"
+    assert 'realesrgan: needs the realesrgan extra (pip install "fvr[realesrgan]")' in out
+
+
+def _not_ready_line(err: str, model: str) -> str:
+    line = _one_error_line(err)
+    assert line.startswith(f"fvr: error: model '{model}' ") and "; models that run: " in line
+    runs = line.split("; models that run: ")[1].split(", ")
+    assert "fvr-prior-fast" in runs and "classical" in runs and "unet" not in runs
+    return line
+
+
+def test_model_without_weights_fails_before_any_work(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import fvr.jobs
+    import fvr.pipeline
+
+    def no_analysis(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the analysis pass ran before the model was checked")
+
+    monkeypatch.setattr(fvr.pipeline, "analyse_source", no_analysis)
+    monkeypatch.setattr(fvr.jobs, "analyse_with_pts", no_analysis)
+    out = tmp_path / "out.mp4"
+    for model in ("unet", "unet+flow"):
+        for extra in ([], ["--segment-frames", "5", "--segments-per-process", "0"]):
+            code, _, err = run(["restore", str(clip), "-o", str(out), "-q", "--model", model, *extra], capsys)
+            assert code == 4, err
+            line = _not_ready_line(err, "unet")
+            assert "has no trained weights (train it with `fvr train`, see docs/train.md" in line
+            assert "--model FILE.safetensors" in line
+    # the default: segments in worker processes; the worker fails the same way, before its analysis pass
+    code, _, err = run(["restore", str(clip), "-o", str(out), "-q", "--model", "unet", "--segment-frames", "5"],
+                       capsys)
+    assert code == 4 and "has no trained weights" in _not_ready_line(err, "unet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("no_realesrgan_extra")
+def test_model_without_its_extra_fails_naming_it(clip: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["restore", str(clip), "-o", str(tmp_path / "o.mp4"), "-q", "-m", "realesrgan",
+                        "--segments-per-process", "0"], capsys)
+    assert code == 4
+    assert 'needs the realesrgan extra (pip install "fvr[realesrgan]")' in _not_ready_line(err, "realesrgan")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_model_without_weights_fails_before_any_work(clip: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "restored"
+    code, _, err = run(["batch", str(clip), "-o", str(out_dir), "-q", "--model", "unet"], capsys)
+    assert code == 4 and "has no trained weights" in _not_ready_line(err, "unet")
+    assert not out_dir.exists()  # no output folder, no Ray cluster
+
+
+def test_bench_method_without_weights_fails_before_any_work(clip: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "bench"
+    code, _, err = run(["bench", "--data", str(clip.parent), "--methods", "bicubic,unet-fast", "--frames", "5",
+                        "--out", str(out_dir), "-q"], capsys)
+    assert code == 4 and "has no trained weights" in _not_ready_line(err, "unet-fast")
+    assert not out_dir.exists()
+
+
+@pytest.mark.usefixtures("no_realesrgan_extra")
+def test_bench_realesrgan_frame_without_its_extra(clip: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "bench"
+    code, _, err = run(["bench", "--data", str(clip.parent), "--methods", "bicubic,realesrgan-frame",
+                        "--out", str(out_dir), "-q"], capsys)
+    assert code == 4 and 'fvr[realesrgan]' in _not_ready_line(err, "realesrgan")
+    assert not out_dir.exists()
+
+
+def test_spandrel_with_a_mismatched_torchvision_is_one_line(clip: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torchvision built for another torch (pip install "fvr[spandrel]" over the CPU torch with --no-deps, or a
+    torch re-installed after it) is named with the pair to install, from the metadata, without importing it."""
+    import types
+    from importlib import metadata
+
+    import torch
+
+    from fvr.models import spandrel_model
+
+    installed = {"torch": "2.13.0+cpu", "torchvision": "0.29.1"}
+
+    def version(name: str) -> str:
+        if name not in installed:
+            raise metadata.PackageNotFoundError(name)
+        return installed[name]
+
+    fake = types.SimpleNamespace(version=version, PackageNotFoundError=metadata.PackageNotFoundError,
+                                 requires=lambda name: ["numpy", "torch==2.14.1", 'scipy; extra == "scipy"'])
+    monkeypatch.setattr(spandrel_model, "metadata", fake)
+    checkpoint = tmp_path / "net.pth"
+    torch.save({"params_ema": {"conv.weight": torch.zeros(4, 3, 3, 3)}}, checkpoint)
+    out = tmp_path / "out.mp4"
+    code, _, err = run(["restore", str(clip), "-o", str(out), "-q", "--model", str(checkpoint),
+                        "--segments-per-process", "0"], capsys)
+    assert code == 4
+    line = _one_error_line(err)
+    assert "torchvision 0.29.1 is built for torch 2.14.1, but torch 2.13.0+cpu is installed" in line
+    assert "pip install torch==2.14.1 torchvision==0.29.1" in line and "docs/external-models.md" in line
+    assert not out.exists()
+    installed["torch"] = "2.14.1+cu128"  # a local build of the right release matches
+    assert spandrel_model.torchvision_mismatch() is None
+    del installed["torchvision"]  # no torchvision: nothing to check
+    assert spandrel_model.torchvision_mismatch() is None

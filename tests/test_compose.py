@@ -72,6 +72,25 @@ def test_strength_scales_the_change() -> None:
     assert half.max() == pytest.approx(full.max() / 2, abs=1.5)
 
 
+def test_face_weight_multiplies_strength() -> None:
+    """A face's own weight (its track fading in or out) scales its change as strength does; weight 1 is exactly the
+    unweighted paste, and each face of a frame keeps its own weight."""
+    frame = _frame()
+    m = _similarity(2.0, 0.0, -100.0, -60.0)
+    crop = cv2.warpAffine(frame, m, (128, 128)).astype(np.float32) / 255
+    brighter = np.clip(crop + 0.4, 0, 1)
+    mask = face_mask(128)
+    plain = paste_faces(frame, [FacePaste(m, brighter, crop)], mask, strength=0.8)
+    assert np.array_equal(paste_faces(frame, [FacePaste(m, brighter, crop, weight=1.0)], mask, strength=0.8), plain)
+    assert np.array_equal(paste_faces(frame, [FacePaste(m, brighter, crop, weight=0.5)], mask, strength=0.8),
+                          paste_faces(frame, [FacePaste(m, brighter, crop)], mask, strength=0.4))
+    other = _similarity(2.0, 0.0, -20.0, -60.0)  # a second face, overlapping the first: at weight 0 it adds nothing
+    crop2 = cv2.warpAffine(frame, other, (128, 128)).astype(np.float32) / 255
+    both = paste_faces(frame, [FacePaste(m, brighter, crop), FacePaste(other, np.clip(crop2 + 0.4, 0, 1), crop2,
+                                                                        weight=0.0)], mask)
+    assert np.array_equal(both, paste_faces(frame, [FacePaste(m, brighter, crop)], mask))
+
+
 def test_overlapping_faces_largest_on_top() -> None:
     frame = np.zeros((120, 160, 3), np.uint8)
     big = _similarity(1.0, 0.0, -16.0, -0.0)  # 1 crop px per frame px: the larger face

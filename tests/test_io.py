@@ -12,6 +12,7 @@ from media import face_clip, read_frames, read_packets, write_video
 
 from fvr.errors import InputError, OutputError
 from fvr.io import EncodeOptions, MediaSource, check_output_path, open_sink, probe
+from fvr.io.sink import subtitle_text
 
 
 def _copy(src_path: Path, dst: Path, transform=lambda rgb: rgb, options: EncodeOptions = EncodeOptions(crf=10)) -> None:
@@ -47,10 +48,30 @@ def test_subtitles_copied_untouched(tmp_path: Path) -> None:
     assert [p for _, p in subs] == [b"first line", b"second line"]
 
 
-def test_subtitles_incompatible_container_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_subrip_into_mp4_becomes_mov_text(tmp_path: Path) -> None:
     src = write_video(tmp_path / "in.mkv", face_clip(8, 64), subtitles=True)
     dst = tmp_path / "out.mp4"  # mp4 holds mov_text only, not SubRip
     _copy(src, dst)
+    assert read_frames(dst)[0].shape[0] == 8
+    with av.open(str(dst)) as c:
+        (stream,) = [s for s in c.streams if s.type == "subtitle"]
+        assert stream.codec_context.name == "mov_text"
+    texts = [subtitle_text(p, "mov_text") for _, p in read_packets(dst, "subtitle")]
+    assert [t for t in texts if t] == ["first line", "second line"]  # the muxer adds empty cues in the gaps
+    times = [t for t, p in read_packets(dst, "subtitle") if subtitle_text(p, "mov_text")]
+    assert times == [0, 500]
+
+
+def test_subtitle_text_of_each_format() -> None:
+    assert subtitle_text(b"0,0,Default,,0,0,0,,{\\i1}Hello{\\i0}\\Nworld", "ass") == "Hello\nworld"
+    assert subtitle_text(b"\x00\x05hello", "mov_text") == "hello"
+    assert subtitle_text("caf\u00e9".encode(), "subrip") == "caf\u00e9"
+
+
+def test_unsupported_audio_is_left_out_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = write_video(tmp_path / "in.mp4", face_clip(8, 64), audio=True)  # AAC: not storable in WebM
+    dst = tmp_path / "out.webm"
+    _copy(src, dst, options=EncodeOptions(crf=30, preset=None))
     assert read_frames(dst)[0].shape[0] == 8
     assert "left out" in caplog.text
 
@@ -70,11 +91,25 @@ def test_rotation_metadata_is_applied(tmp_path: Path, rotation: int) -> None:
     assert (bright == (expected.mean(axis=2) > 128)).mean() > 0.97
 
 
-def test_odd_size_kept_exactly(tmp_path: Path) -> None:
+def test_odd_size_padded_to_even_for_players(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     clip = face_clip(5, 64)[:, :63, :61]
     src = write_video(tmp_path / "odd.mkv", clip, pix_fmt="yuv444p")
     dst = tmp_path / "out.mp4"
     _copy(src, dst)
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    frames, _ = read_frames(dst)
+    assert frames.shape == (5, 64, 62, 3)  # one edge row and column repeated
+    assert np.abs(frames[:, :63, :61].astype(int) - clip.astype(int)).mean() < 5  # 4:2:0 chroma
+    assert np.abs(frames[:, 63].astype(int) - frames[:, 62].astype(int)).mean() < 3
+    assert "padded to 62x64" in caplog.text
+
+
+def test_odd_size_kept_exactly_with_yuv444p(tmp_path: Path) -> None:
+    clip = face_clip(5, 64)[:, :63, :61]
+    src = write_video(tmp_path / "odd.mkv", clip, pix_fmt="yuv444p")
+    dst = tmp_path / "out.mp4"
+    _copy(src, dst, options=EncodeOptions(crf=10, pix_fmt="yuv444p"))
     frames, _ = read_frames(dst)
     assert frames.shape == (5, 63, 61, 3)
     assert np.abs(frames.astype(int) - clip.astype(int)).mean() < 3

@@ -222,3 +222,38 @@ def test_frames_from_seeks_and_gives_the_same_frames(tmp_path: Path):
             assert [f.index for f in got] == list(range(start, 23))
             assert [f.pts for f in got] == [f.pts for f in full[start:]]
             assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(got, full[start:], strict=True))
+
+
+def test_a_cut_track_fades_as_the_whole_track_does(clip: Path, tmp_path: Path):
+    """Paste fades depend on the whole track, not on where a segment starts: a cut keeps its track's extent
+    (``Track.span``, saved with the segment's tracks), so a segment that begins inside a track which ends in it
+    fades out as a whole run does, and does not fade in at its own start."""
+    from dataclasses import replace
+
+    from fvr.faces import Track
+    from fvr.faces.track import TRACK_ARRAYS
+    from fvr.jobs import Segment, restore_segment, selected_tracks
+    from fvr.models import builtin_registry
+    from fvr.pipeline import build_restorer
+
+    config = RestoreConfig(model="classical", encode=EncodeOptions(crf=0))
+    restorer = build_restorer(config, builtin_registry())
+    segment = Segment(1, 10, 20)
+    with MediaSource(clip) as source:
+        tracks = selected_tracks(analyse_source(source), config, float(source.info.fps))
+        t = tracks.tracks[0]
+        assert (t.start, t.end) == (0, 30)
+        whole = FaceTracks([Track(t.id, *(getattr(t, n)[:15] for n in TRACK_ARRAYS))], tracks.num_frames)
+        cut = load_tracks(save_tracks(whole.window(10, 20), tmp_path / "cut.npz"))
+        assert (cut.tracks[0].start, cut.tracks[0].end, cut.tracks[0].span) == (10, 15, (0, 15))
+        assert whole.tracks[0].span is None and whole.window(0, 30).tracks[0].span == (0, 15)
+        restore_segment(source, tmp_path / "whole.mp4", whole, restorer, config, segment)
+        restore_segment(source, tmp_path / "cut.mp4", cut, restorer, config, segment)
+        restore_segment(source, tmp_path / "hard.mp4", cut, restorer, replace(config, fade_frames=0), segment)
+    a, _ = read_frames(tmp_path / "whole.mp4")
+    b, _ = read_frames(tmp_path / "cut.mp4")
+    c, _ = read_frames(tmp_path / "hard.mp4")
+    assert np.array_equal(a, b)
+    # frames 10 (weight 1) and 15-19 (no face) as without fades; 11-14 fade out
+    same = [np.array_equal(x, y) for x, y in zip(b, c, strict=True)]
+    assert same == [True, False, False, False, False, True, True, True, True, True]

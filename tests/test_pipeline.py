@@ -197,3 +197,143 @@ def test_invalid_config(talking_clip: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         restore_video(talking_clip, tmp_path / "x.mp4", RestoreConfig(model="nope"))
     assert not (tmp_path / "x.mp4").exists()
+
+
+# --- track fades and gaps (paste weights), faces in clips of any length
+
+
+def _track(start: int, length: int, span: tuple[int, int] | None = None):
+    from fvr.faces import Track
+
+    z = np.zeros((length, 5, 2), np.float32)
+    return Track(0, np.arange(start, start + length), z, z, np.zeros((length, 4)), np.ones(length),
+                 np.ones(length, bool), span=span)
+
+
+def test_track_fade_weights() -> None:
+    from fvr.faces import FaceTracks
+    from fvr.pipeline import TrackFade
+
+    def weights(start: int, length: int, num_frames: int = 30, cuts: tuple[int, ...] = (), frames: int = 4):
+        t = _track(start, length)
+        fade = TrackFade.of(t, FaceTracks([t], num_frames, list(cuts)), frames)
+        return [round(fade.weight(i), 6) for i in range(start, start + length)]
+
+    assert weights(10, 10) == [0.2, 0.4, 0.6, 0.8, 1, 1, 0.8, 0.6, 0.4, 0.2]  # mid-clip: in and out
+    assert weights(0, 10) == [1] * 6 + [0.8, 0.6, 0.4, 0.2]  # starts with the video: no fade in
+    assert weights(20, 10) == [0.2, 0.4, 0.6, 0.8] + [1] * 6  # ends with the video: no fade out
+    assert weights(10, 10, cuts=(10, 20)) == [1] * 10  # a shot's face: appears and leaves with the picture
+    assert weights(10, 10, frames=0) == [1] * 10  # fade_frames=0: the old behaviour
+    # too short for two full ramps: shortened, so that at least one frame is pasted at full weight
+    assert weights(10, 3) == [0.5, 1, 0.5] and weights(10, 6) == [0.333333, 0.666667, 1, 1, 0.666667, 0.333333]
+    assert weights(10, 1) == [1] and weights(10, 2) == [1, 1] and weights(28, 2) == [0.5, 1]
+    # a segment's cut of a track fades as the whole track does (its span), wherever the cut starts
+    whole, cut = _track(10, 10), _track(14, 4, span=(10, 20))
+    tracks = FaceTracks([whole], 30)
+    assert [TrackFade.of(cut, tracks, 4).weight(i) for i in range(14, 18)] == \
+        [TrackFade.of(whole, tracks, 4).weight(i) for i in range(14, 18)]
+
+
+class _Grey(Painter):
+    """Paints the crop mid-grey: a large change that never clips, so a weighted paste is exactly proportional."""
+
+    def restore_clip(self, clip: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return np.full_like(clip, 0.5)
+
+
+def _sequence(folder: Path) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(folder.glob("*.png"))])
+
+
+def test_track_ending_mid_clip_fades_out(talking_clip: Path, tmp_path: Path) -> None:
+    """A track that ends while the clip goes on (the detector lost the face at frame 14): its last 4 pastes are
+    weighted 0.8 ... 0.2 instead of switching off in one frame; every other frame is bit-identical to
+    fade_frames=0."""
+    from fvr.faces import FaceTracks, Track
+    from fvr.faces.track import TRACK_ARRAYS
+    from fvr.io import MediaSource
+    from fvr.pipeline import analyse_source
+
+    with MediaSource(talking_clip) as source:
+        full = analyse_source(source)
+    t = full.tracks[0]
+    assert (t.start, t.end) == (0, 24)
+    ends = FaceTracks([Track(t.id, *(getattr(t, n)[:14] for n in TRACK_ARRAYS))], full.num_frames)
+    outs = {}
+    for fade in (0, 4):
+        outs[fade] = tmp_path / f"fade{fade}"
+        restore_video(talking_clip, outs[fade], RestoreConfig(fade_frames=fade, feather=0.02), restorer=_Grey(),
+                      tracks=ends)
+    src = read_frames(talking_clip)[0].astype(int)  # what the sequence sink got (the decoded input)
+    hard, soft = _sequence(outs[0]).astype(int), _sequence(outs[4]).astype(int)
+    assert np.array_equal(hard[:10], soft[:10]) and np.array_equal(hard[14:], soft[14:])
+    assert np.array_equal(hard[14:], src[14:])  # no face pasted after the track
+    for i, w in zip(range(10, 14), (0.8, 0.6, 0.4, 0.2)):
+        full_change, faded = hard[i] - src[i], soft[i] - src[i]
+        assert np.abs(faded - w * full_change).max() <= 1.0  # the residual, scaled by the weight (+ rounding)
+        assert np.abs(full_change).max() > 60
+
+
+class _Loses:
+    """A detector that finds nothing on the given calls (a face missed for a few frames)."""
+
+    name = "loses"
+
+    def __init__(self, drop: set[int]):
+        from fvr.faces import DetectorConfig, make_detector
+
+        self.inner, self.drop, self.calls = make_detector(DetectorConfig()), drop, 0
+
+    def detect(self, rgb: np.ndarray):
+        from fvr.faces import Detections
+
+        n, self.calls = self.calls, self.calls + 1
+        return Detections.empty() if n in self.drop else self.inner.detect(rgb)
+
+
+def test_face_missed_for_a_few_frames_keeps_being_restored(talking_clip: Path, tmp_path: Path) -> None:
+    """The tracker bridges detector misses of up to max_gap frames (interpolated landmarks): the face is pasted on
+    the missed frames too, with no fade around the gap (it is one track)."""
+    from fvr.faces import TrackerConfig, analyse_frames
+
+    frames = read_frames(talking_clip)[0]
+    tracks = analyse_frames(list(frames), _Loses({8, 9, 10}), TrackerConfig())
+    assert [(t.start, t.end) for t in tracks.tracks] == [(0, 24)]
+    assert np.array_equal(np.flatnonzero(~tracks.tracks[0].detected), [8, 9, 10])
+    report = restore_video(talking_clip, tmp_path / "gap", RestoreConfig(feather=0.02), restorer=Painter(),
+                           tracks=tracks)
+    assert report.tracks == 1 and report.face_frames == 24
+    out = _sequence(tmp_path / "gap").astype(int)
+    green = (out[..., 1] - out[..., 0] > 150) & (out[..., 1] > 200)
+    assert all(green[i].sum() > 2000 for i in range(24))  # painted on the missed frames 8-10 as on the others
+    # at full weight all along, the gap included: the same frames as with fades off
+    restore_video(talking_clip, tmp_path / "nofade", RestoreConfig(feather=0.02, fade_frames=0), restorer=Painter(),
+                  tracks=tracks)
+    assert np.array_equal(out, _sequence(tmp_path / "nofade").astype(int))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_one_and_two_frame_clips_restore_their_face(tmp_path: Path, n: int) -> None:
+    """A clip shorter than the tracker's minimum track length keeps every detected face (MTCNN finds the
+    astronaut at 0.997+): it is restored, not re-encoded with "no faces found"."""
+    src = write_video(tmp_path / f"short{n}.mp4", face_clip(n, 256))
+    report = restore_video(src, tmp_path / "out.mp4", RestoreConfig(feather=0.02, encode=EncodeOptions(crf=10)),
+                           restorer=Painter())
+    assert report.frames == n and report.tracks == 1 and report.face_frames == n and not report.warnings
+    a, b = read_frames(src)[0].astype(int), read_frames(tmp_path / "out.mp4")[0].astype(int)
+    green = (b[..., 1] - b[..., 0] > 150) & (b[..., 1] > 200)
+    assert all(green[i].sum() > 2000 for i in range(n))  # the face is painted on every frame
+    assert np.abs(a - b).mean() > 10  # unlike a no-face re-encode
+    identity = restore_video(src, tmp_path / "id.mp4", RestoreConfig(model="identity"))
+    assert identity.tracks == 1 and identity.face_frames == n
+
+
+def test_fade_frames_is_validated_and_part_of_the_job_settings(talking_clip: Path, tmp_path: Path) -> None:
+    from fvr.jobs import settings_key
+
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="fade_frames"):
+            restore_video(talking_clip, tmp_path / "x.mp4", RestoreConfig(fade_frames=bad))  # type: ignore[arg-type]
+    assert settings_key(RestoreConfig(fade_frames=0), 100) != settings_key(RestoreConfig(), 100)

@@ -12,8 +12,9 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -29,18 +30,97 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Column, Table
+from typer.core import TyperGroup
 
 from fvr.errors import ConfigError, FvrError
 
+
+class _HelpFormatter(typer.Context.formatter_class):  # type: ignore[misc,name-defined]
+    """click's help formatter, except that a line never breaks at a hyphen: `--segment-frames` and
+    docs/external-models.md stay whole (and copyable) at any terminal width."""
+
+    _HYPHEN = "\u2011"  # a non-breaking hyphen while wrapping, a plain one in the output
+
+    def _unprotect(self, start: int) -> None:
+        self.buffer[start:] = [part.replace(self._HYPHEN, "-") for part in self.buffer[start:]]
+
+    def write_dl(self, rows: Iterable[tuple[str, str]], col_max: int = 30, col_spacing: int = 2) -> None:
+        start = len(self.buffer)
+        super().write_dl([(a, b.replace("-", self._HYPHEN)) for a, b in rows], col_max, col_spacing)
+        self._unprotect(start)
+
+    def write_text(self, text: str) -> None:
+        start = len(self.buffer)
+        super().write_text(text.replace("-", self._HYPHEN))
+        self._unprotect(start)
+
+
+class _Context(typer.Context):  # typer's click: recent typer vendors a copy of click of its own
+    formatter_class = _HelpFormatter
+
+
+class _Commands(TyperGroup):
+    """fvr's command group: help through :class:`_HelpFormatter`, and `fvr --help` lists each command with its
+    first sentence in full, wrapped to the terminal (click cuts it with "..." after a few words)."""
+
+    context_class = _Context
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            command.context_class = _Context
+        return command
+
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# rich_markup_mode=None: click's plain help, wrapped to the terminal's width with nothing cut off ("…"), and help
+# text shown as written (rich markup would swallow "[spandrel]" in fvr[spandrel])
 app = typer.Typer(
     name="fvr",
     help="Face video restoration: sharp, identity-preserving, temporally stable faces in real videos.",
+    cls=_Commands,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 err = Console(stderr=True)
 out = Console()
+
+
+def fvr_version() -> str:
+    """The installed distribution's version (importlib.metadata), else the package's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fvr")
+    except PackageNotFoundError:
+        import fvr
+
+        return getattr(fvr, "__version__", "unknown")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fvr {fvr_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print fvr's version and exit.")] = False,
+) -> None:
+    pass
 
 
 class _RichProgress:
@@ -99,6 +179,16 @@ def _model_options(pairs: list[str] | None, crop_size: int | None,
     return options
 
 
+def _require_ready(models: Iterable[str | None]) -> None:
+    """Models chosen that do not run as installed (no weights, an extra missing) fail here, before any work, with
+    one line naming the models that run (:meth:`fvr.models.ModelRegistry.require_ready`)."""
+    from fvr.models import builtin_registry
+
+    registry = builtin_registry()
+    for name in models:
+        registry.require_ready(name)
+
+
 def _stabiliser_options(window: int | None, strength: float | None) -> dict[str, object]:
     options: dict[str, object] = {}
     if window is not None:
@@ -110,8 +200,10 @@ def _stabiliser_options(window: int | None, strength: float | None) -> dict[str,
 
 @app.command()
 def restore(
-    input: Annotated[Path, typer.Argument(help="Video file, or a folder of PNG/JPEG frames.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov) or folder for PNGs.")],
+    input: Annotated[Path, typer.Argument(help="Video file, a photo (.png/.jpg), or a folder of PNG/JPEG frames.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov/.webm), an image for a photo (.png/.jpg), or a folder for PNG frames (an existing folder, or a name ending in /).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace an existing output (default: refuse).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse input with any decode error (corrupt or missing data) instead of restoring what the decoder concealed, with a warning.")] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`), a .safetensors file from `fvr train`, an .onnx model, or a GFPGAN/CodeFormer/... checkpoint with fvr[spandrel] (docs/external-models.md). Default: fvr-prior-fast+flow on CPU, fvr-prior+flow on CUDA (the shipped defaults with their stabiliser).")] = None,
     stabilise: Annotated[Optional[str], typer.Option("--stabilise", help="Temporal stabiliser around the model: flow (offline), flow-causal (streaming), learned (shipped, trained around image-baseline), or a trained stabiliser .safetensors.")] = None,
     stabilise_window: Annotated[Optional[int], typer.Option(min=0, max=8, help="Stabiliser: neighbours fused on each side (default 2).")] = None,
@@ -123,8 +215,8 @@ def restore(
     fidelity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Fidelity-perception control of models that have one (fvr-prior; CodeFormer's w): 1 = closest to the input, 0 = most generated detail.")] = None,
     crf: Annotated[int, typer.Option(min=0, max=63, help="Encoder quality (lower is better).")] = 18,
     preset: Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")] = "medium",
-    codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libsvtav1, ffv1, ...")] = "libx264",
-    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Default: yuv420p (yuv444p for odd sizes).")] = None,
+    codec: Annotated[Optional[str], typer.Option(help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, ... Default: libx264 (libvpx-vp9 for .webm).")] = None,
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Default: yuv420p, which every player decodes (odd sizes are padded by one edge pixel; yuv444p keeps them exact), or yuv420p10le for 10-bit input where the codec has it.")] = None,
     background: Annotated[str, typer.Option(help="Background up-sampling: lanczos, bicubic, bilinear, compact (fast learned x2-x4), realesrgan (slow on CPU), or a super-resolution checkpoint file with fvr[spandrel].")] = "lanczos",
     color_match: Annotated[bool, typer.Option("--color-match/--no-color-match", help="Match face colours to the input.")] = False,
     feather: Annotated[float, typer.Option(help="Mask edge softness (fraction of the crop).")] = 0.06,
@@ -161,11 +253,12 @@ def restore(
         tracker=TrackerConfig(detect_every=detect_every),
         smoothing=SmoothingConfig(method=smoothing, sigma=sigma),
         encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
-        sequence_fps=fps,
+        sequence_fps=fps, strict=strict,
     )
     with _RichProgress(enabled=not quiet and not as_json) as progress:
         report = restore_video_job(input, output, config, segment_frames=segment_frames, resume=resume,
-                                   progress=progress, segments_per_process=segments_per_process)
+                                   progress=progress, segments_per_process=segments_per_process,
+                                   overwrite=overwrite)
     if as_json:
         out.print_json(json.dumps({**asdict(report), "fps": report.fps}))
     elif not quiet:
@@ -241,39 +334,61 @@ _MODELS_WIDE = 120
 
 
 @app.command()
-def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List the registered restorers (ready: yes = runs as installed, train = needs weights from `fvr train`)."""
+def models(
+    all_models: Annotated[bool, typer.Option("--all", "-a", help="Also list the registered models that do not "
+                                             "run as installed (no weights yet, or an extra not installed), "
+                                             "and what each needs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every registered model as JSON, with \"ready\" "
+                                          "and, for the others, \"needs\" (with or without --all).")] = False,
+) -> None:
+    """List the restorers that run as installed; --all lists every registered one and what the others need."""
     from fvr.models import builtin_registry
+    from fvr.models.registry import NEEDS_TRAINING
 
     registry = builtin_registry()
     on = {d: registry.default_for(d, with_stabiliser=False) for d in ("cpu", "cuda")}
+    entries = registry.entries()
     rows = [
         {"name": e.spec.name, "kind": e.spec.kind, "temporal": e.spec.temporal, "causal": e.spec.causal,
          "crop_size": e.spec.crop_size, "past": e.spec.past, "future": e.spec.future,
-         "default": [d for d in on if on[d] == e.spec.name], "default_with": e.default_with, "weights": e.ready,
+         "default": [d for d in on if on[d] == e.spec.name], "default_with": e.default_with,
+         "ready": e.ready, "needs": e.needs or None, "weights": e.ready,
          "tags": list(e.spec.tags),
          "description": e.spec.description}
-        for e in registry.entries()
+        for e in entries
     ]
-    if as_json:
+    if as_json:  # scripts get every model, ready or not
         out.print_json(json.dumps(rows))
         return
+    shown = [(e, r) for e, r in zip(entries, rows) if all_models or e.ready]
     # the short columns never wrap; the descriptions need room, so a narrow terminal gets them one per line below
     wide = out.width >= _MODELS_WIDE
     # causality reads off the context column (+0 future frames = causal)
-    table = Table(*(Column(h, no_wrap=True) for h in ("name", "kind", "temporal", "crop", "context", "ready",
-                                                       "default")), box=None, padding=(0, 2, 0, 0))
+    headers = ("name", "kind", "temporal", "crop", "context", *(("ready",) if all_models else ()), "default")
+    table = Table(*(Column(h, no_wrap=True) for h in headers), box=None, padding=(0, 2, 0, 0))
     if wide:
         table.add_column("description", ratio=1)
-    for r in rows:
-        cells = [r["name"], r["kind"], r["temporal"], str(r["crop_size"]),
-                 f"-{r['past']}/+{r['future']}", "yes" if r["weights"] else "train",
+    for e, r in shown:
+        ready = "yes" if e.ready else "train" if e.needs_training else "extra"
+        cells = [r["name"], r["kind"], r["temporal"], str(r["crop_size"]), f"-{r['past']}/+{r['future']}",
+                 *((ready,) if all_models else ()),
                  ",".join(r["default"]) + (f" (+{r['default_with']})" if r["default"] and r["default_with"] else "")]
-        table.add_row(*cells, *([r["description"]] if wide else []))
+        table.add_row(*(escape(c) for c in cells), *([escape(r["description"])] if wide else []))
     out.print(table)
     if not wide:
-        for r in rows:
+        for _, r in shown:
             out.print(f"[bold]{escape(r['name'])}[/bold]: {escape(r['description'])}", highlight=False)
+    not_ready = [e for e in entries if not e.ready]
+    train = [e for e in not_ready if e.needs_training]
+    extras = [e for e in not_ready if not e.needs_training]
+    if all_models:
+        legend = f"ready: yes = runs as installed; train = needs {NEEDS_TRAINING}"
+        out.print(escape(legend + ("; extra = needs an optional extra:" if extras else "")), highlight=False)
+        for e in extras:
+            out.print(escape(f"  {e.spec.name}: needs {e.needs}"), highlight=False)
+    elif not_ready:
+        what = " or ".join(w for w, n in (("weights (fvr train)", train), ("an extra", extras)) if n)
+        out.print(f"{len(not_ready)} more need {what}: fvr models --all", highlight=False)
 
 
 @app.command()
@@ -357,6 +472,8 @@ def bench(
 
     if (data is None) == (real is None):
         raise ConfigError("give exactly one of --data DIR (clips with ground truth) or --real DIR (real footage)")
+    # realesrgan-frame: Real-ESRGAN as the background, which needs what the realesrgan model needs
+    _require_ready("realesrgan" if m.strip() == "realesrgan-frame" else m.strip() for m in methods.split(","))
     _setup_logging(quiet)
     config = BenchConfig(
         data=data or real, out=out_dir, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
@@ -534,6 +651,7 @@ def batch(
     from fvr.io import EncodeOptions
     from fvr.pipeline import RestoreConfig
 
+    _require_ready([model])
     _setup_logging(quiet or as_json)
     config = RestoreConfig(model=model, device=device, upscale=upscale, faces=faces, stabilise=stabilise,
                            encode=EncodeOptions(crf=crf, preset=preset))
@@ -550,12 +668,26 @@ def batch(
         raise BatchFailed(summary)
 
 
+def _notes(exc: BaseException) -> str:
+    """What the code on the way out added to an interruption (e.g. how to resume), as one line's tail."""
+    notes = getattr(exc, "__notes__", None)
+    return "; " + "; ".join(notes) if notes else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, turn every failure into one line and an exit code."""
+    from fvr.signals import Interrupted, signals_raise
+
     debug = os.environ.get("FVR_DEBUG") == "1"
     try:
-        app(args=argv, prog_name="fvr", standalone_mode=False)
-        return 0
+        with signals_raise():
+            result = app(args=argv, prog_name="fvr", standalone_mode=False)
+        # click reports an abort (e.g. Ctrl-C at a prompt) as a return value, not an exception
+        return result if isinstance(result, int) else 0
+    except Interrupted as exc:
+        err.print(f"fvr: interrupted ({exc.name}); unfinished output removed{_notes(exc)}", markup=False,
+                  highlight=False, soft_wrap=True)
+        return exc.exit_code
     except FvrError as exc:
         err.print(f"[red]fvr: error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -565,8 +697,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        err.print("fvr: interrupted; nothing was written")
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        err.print(f"fvr: interrupted (SIGINT); unfinished output removed{_notes(exc)}", markup=False,
+                  highlight=False, soft_wrap=True)
         return 130
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors from the CLI parser

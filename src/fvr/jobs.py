@@ -30,6 +30,7 @@ import heapq
 import itertools
 import json
 import logging
+import os
 import shutil
 import time
 import traceback
@@ -54,7 +55,9 @@ from fvr.pipeline import (
     RestoreReport,
     _Restorer,
     build_restorer,
+    decode_warnings,
 )
+from fvr.signals import Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +204,7 @@ def analyse_with_pts(source: MediaSource, config: RestoreConfig,
             progress("analyse", i + 1, total)
 
     tracks = analyse_frames(frames(), make_detector(config.detector), config.tracker, on_frame=on_frame)
+    decode_warnings(source)
     return tracks, np.asarray(pts, dtype=np.int64)
 
 
@@ -303,6 +307,7 @@ def restore_video_job(
     registry: ModelRegistry | None = None,
     progress: ProgressCallback | None = None,
     segments_per_process: int = 0,
+    overwrite: bool = True,
 ) -> RestoreReport:
     """``fvr restore`` for videos of any length: segmented and resumable (see the module docstring).
 
@@ -316,17 +321,27 @@ def restore_video_job(
     system with each child, so peak memory stays that of N segments however long the video is. This process only
     waits (it does not import torch or load a model). ``registry`` must then be None (the children build the
     model from ``config`` with the built-in registry).
+
+    overwrite: False refuses an existing output (OutputError) before any work; ``resume`` implies it (the job
+    being resumed owns its output).
     """
     config.validate()
-    in_path, out_path = Path(input), check_output_path(output, input)
+    in_path = Path(input)
+    out_path = check_output_path(output, input, encode=config.encode, overwrite=overwrite or resume)
     if segments_per_process < 0:
         raise ConfigError(f"segments_per_process must be >= 0, got {segments_per_process}")
-    if segments_per_process and registry is None and not is_sequence_path(out_path):
-        frames = _frame_estimate(in_path, config)
-        if frames is None or frames > segment_frames or (resume and job_dir(out_path).is_dir()):
-            return _restore_in_children(in_path, out_path, config, segment_frames, resume, progress,
-                                        segments_per_process)
-    report = _restore_job(in_path, out_path, config, segment_frames, resume, registry, progress, None)
+    try:
+        if segments_per_process and registry is None and not is_sequence_path(out_path):
+            frames = _frame_estimate(in_path, config)
+            if frames is None or frames > segment_frames or (resume and job_dir(out_path).is_dir()):
+                return _restore_in_children(in_path, out_path, config, segment_frames, resume, progress,
+                                            segments_per_process)
+        report = _restore_job(in_path, out_path, config, segment_frames, resume, registry, progress, None)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        if job_dir(out_path).is_dir():
+            exc.add_note(f"finished segments are kept in {job_dir(out_path)}: run the same command with --resume "
+                         f"to continue")
+        raise
     assert report is not None  # no segment limit: the job ran to the end
     return report
 
@@ -346,11 +361,13 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
     single = (is_sequence_path(out_path) or getattr(restorer, "frame_model", False)
               or (short and not (resume and folder.is_dir())))
     if single:
-        return restore_video(in_path, out_path, config, registry=registry, restorer=restorer, progress=progress)
+        # a folder output keeps its trailing separator: "frames.v2/" is a folder, "frames.v2" an unknown suffix
+        target = f"{out_path}{os.sep}" if is_sequence_path(out_path) else out_path
+        return restore_video(in_path, target, config, registry=registry, restorer=restorer, progress=progress)
 
     t0 = time.perf_counter()
     analysed: list[bool] = []
-    with MediaSource(in_path, sequence_fps=config.sequence_fps) as source:
+    with MediaSource(in_path, sequence_fps=config.sequence_fps, strict=config.strict) as source:
 
         def analyse() -> tuple[FaceTracks, np.ndarray]:
             analysed.append(True)
@@ -440,9 +457,13 @@ def _job_child(queue: Any, input: str, output: str, config: RestoreConfig, segme
             last[0] = now
             queue.put(("progress", stage, done, total))
 
+    from fvr.signals import signals_raise
+
     try:
-        report = _restore_job(Path(input), Path(output), config, segment_frames, resume, None, progress,
-                              max_segments)
+        # the parent stops a child with SIGTERM: unwind, so that the segment being written leaves no temp file
+        with signals_raise():
+            report = _restore_job(Path(input), Path(output), config, segment_frames, resume, None, progress,
+                                  max_segments)
         queue.put(("done", report))
     except FvrError as exc:
         queue.put(("error", type(exc).__name__, str(exc)))
@@ -464,6 +485,7 @@ def _restore_in_children(in_path: Path, out_path: Path, config: RestoreConfig, s
                             args=(channel, str(in_path), str(out_path), config, segment_frames, resume,
                                   segments_per_process))
         child.start()
+        finished = False
         try:
             while True:
                 try:
@@ -485,9 +507,12 @@ def _restore_in_children(in_path: Path, out_path: Path, config: RestoreConfig, s
                     log.debug("worker traceback:\n%s", message[2])
                     raise RuntimeError(f"worker process failed: {message[1]}")
                 report = message[1]
+                finished = True
                 break
         finally:
-            child.join(timeout=30)
+            if not finished and child.is_alive():
+                child.terminate()  # interrupted or failed here: the child cleans up and exits (see _job_child)
+            child.join(timeout=30 if finished else 10)
             if child.is_alive():
                 child.kill()
             channel.close()

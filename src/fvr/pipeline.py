@@ -46,6 +46,7 @@ from fvr.io import (
     check_output_path,
     open_sink,
 )
+from fvr.io.sink import VIDEO_SUFFIXES
 from fvr.models import ModelRegistry, Restorer, builtin_registry
 from fvr.models.registry import resolve_device
 
@@ -70,6 +71,10 @@ class RestoreConfig:
         (lanczos | bicubic | bilinear | realesrgan).
     faces: "all", "largest", or comma-separated track IDs as listed by ``fvr info``.
     strength: 0 keeps the input face, 1 uses the restored face fully.
+    fade_frames: a track that starts or ends while its shot goes on (a face turning away, entering or missed by the
+        detector for longer than the tracker bridges) is pasted with a weight that ramps linearly over its first
+        and last ``fade_frames`` frames, so restoration fades in and out instead of switching in one frame
+        (:class:`TrackFade`); 0 pastes every frame at full ``strength``, as before.
     color_match: pull the restored face's colours to the input's (Lab mean/std in the mask).
     feather: mask edge softness, fraction of the crop size.
     mask_coverage: size of the pasted face ellipse (1 = brows to chin; larger also pastes the restored hair and
@@ -78,6 +83,8 @@ class RestoreConfig:
         4 for a causal model that carries its state (its output does not depend on the chunk, and fewer frames
         wait in memory), else 16 (see :func:`chunk_frames`).
     sequence_fps: frame rate assumed for image-sequence inputs.
+    strict: refuse input with any decode error (corrupt packets, missing frames) instead of restoring what the
+        decoder concealed, with a warning.
     """
 
     model: str | None = None
@@ -89,6 +96,7 @@ class RestoreConfig:
     background: str = "lanczos"
     faces: str = "all"
     strength: float = 1.0
+    fade_frames: int = 4
     color_match: bool = False
     feather: float = 0.06
     mask_coverage: float = DEFAULT_COVERAGE
@@ -98,10 +106,13 @@ class RestoreConfig:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     chunk: int | None = None
     sequence_fps: float | None = None
+    strict: bool = False
 
     def validate(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise ConfigError(f"strength must be in [0, 1], got {self.strength}")
+        if isinstance(self.fade_frames, bool) or not isinstance(self.fade_frames, int) or self.fade_frames < 0:
+            raise ConfigError(f"fade_frames must be an integer >= 0, got {self.fade_frames!r}")
         if not isinstance(self.upscale, int) or not 1 <= self.upscale <= 8:
             raise ConfigError(f"upscale must be an integer from 1 to 8, got {self.upscale}")
         if self.chunk is not None and self.chunk < 1:
@@ -156,12 +167,73 @@ def analyse_source(
     return analyse_frames(frames, make_detector(detector), tracker, on_frame=on_frame)
 
 
+@dataclass(frozen=True)
+class TrackFade:
+    """Paste weight of one track over its frames: a linear ramp in over its first ``fade_in`` frames and out over its
+    last ``fade_out`` (weights (k + 1) / (ramp + 1), so the frame before the track and the one after it would be 0),
+    1 in between.
+
+    start, end: the whole track's [start, end) (:attr:`Track.extent`: a segment's cut of a track fades exactly as
+    the whole track does, wherever the segment starts).
+    """
+
+    start: int
+    end: int
+    fade_in: int = 0
+    fade_out: int = 0
+
+    @classmethod
+    def of(cls, track: Track, tracks: FaceTracks, frames: int) -> TrackFade:
+        """The fade of ``track`` (one of ``tracks``) for ``frames`` frames of ramp.
+
+        No fade where the face appears or disappears with the picture itself: at the video's first frame, its last
+        analysed frame (``tracks.num_frames``) or a scene cut. A track too short for full ramps gets shorter ones,
+        so that at least one frame is pasted at full weight (a 1-frame track: no fade).
+        """
+        start, end = track.extent
+        cuts = set(tracks.scene_cuts)
+        fade_in = frames > 0 and start > 0 and start not in cuts
+        fade_out = frames > 0 and end < tracks.num_frames and end not in cuts
+        sides = int(fade_in) + int(fade_out)
+        ramp = min(frames, (end - start - 1) // sides) if sides else 0
+        return cls(start, end, ramp if fade_in else 0, ramp if fade_out else 0)
+
+    def weight(self, frame: int) -> float:
+        """Paste weight in (0, 1] on ``frame`` (a frame of the track); exactly 1.0 outside the ramps."""
+        w = 1.0
+        if frame - self.start < self.fade_in:
+            w = min(w, (frame - self.start + 1) / (self.fade_in + 1))
+        if self.end - 1 - frame < self.fade_out:
+            w = min(w, (self.end - frame) / (self.fade_out + 1))
+        return w
+
+
+def decode_warnings(source: MediaSource) -> list[str]:
+    """Log and return the warning for corrupt data the last decoding pass of ``source`` met (none: [])."""
+    if not source.decode_errors:
+        return []
+    message = f"{source.path.name}: {source.decode_errors.describe()}"
+    log.warning(message)
+    return [message]
+
+
+def input_warnings(source: MediaSource) -> list[str]:
+    """Log and return warnings about what the input is (a still image under a video name)."""
+    if source.info.is_still and source.path.suffix.lower() in VIDEO_SUFFIXES:
+        message = (f"{source.path.name} is a single {source.info.codec.upper()} image, not a video: it is restored "
+                   f"as a photo")
+        log.warning(message)
+        return [message]
+    return []
+
+
 @dataclass
 class _Crop:
     frame: int
     crop: np.ndarray  # (S, S, 3) float32 [0, 1]
     matrix: np.ndarray  # (2, 3) frame -> crop
     landmarks: np.ndarray  # (5, 2) crop pixels
+    weight: float = 1.0  # paste weight (TrackFade)
 
 
 CHUNK = 16
@@ -217,7 +289,7 @@ class _TrackRunner:
         for k in range(keep):
             item = self.pending[k]
             restored = np.ascontiguousarray(out[offset + k].transpose(1, 2, 0))
-            results.append((item.frame, FacePaste(item.matrix, restored, item.crop)))
+            results.append((item.frame, FacePaste(item.matrix, restored, item.crop, weight=item.weight)))
         self.history.extend(self.pending[:keep])
         self.pending = self.pending[keep:]
         return results
@@ -243,6 +315,7 @@ class _Restorer:
         self.background = make_background(config.background, config.upscale)  # built once (a network, maybe)
         chunk = chunk_frames(config, restorer)
         self.runners = {t.id: _TrackRunner(t, restorer, chunk) for t in tracks.tracks}
+        self.fades = {t.id: TrackFade.of(t, tracks, config.fade_frames) for t in tracks.tracks}
         self.queue: deque[_Waiting] = deque()
         self.face_frames = 0
 
@@ -258,7 +331,8 @@ class _Restorer:
             raw = runner.track.raw_landmarks[frame.index - runner.track.start]
             matrix = align_matrix(landmarks * scale, self.size)
             crop = warp_to_crop(background, matrix, self.size).astype(np.float32) * (1.0 / 255.0)
-            item = _Crop(frame.index, crop, matrix, transform_points(matrix, raw * scale).astype(np.float32))
+            item = _Crop(frame.index, crop, matrix, transform_points(matrix, raw * scale).astype(np.float32),
+                         self.fades[track_id].weight(frame.index))
             for index, paste in runner.add(item):
                 self._deliver(index, paste)
         yield from self._ready()
@@ -314,16 +388,18 @@ def restore_video(
     restorer: Restorer | None = None,
     tracks: FaceTracks | None = None,
     progress: ProgressCallback | None = None,
+    overwrite: bool = True,
 ) -> RestoreReport:
     """Restore every (selected) face of a video or PNG-sequence folder and write the result atomically.
 
     input: a video file or a folder of images. output: a video file (by suffix: .mp4, .mkv, .mov, ...) or a folder
     for a PNG sequence. ``restorer`` overrides ``config.model`` with an already built model; ``tracks`` (raw tracks
-    from :func:`analyse_source` on the same input) skips the analysis pass.
+    from :func:`analyse_source` on the same input) skips the analysis pass. ``overwrite=False`` refuses an existing
+    output before any work.
     Raises :class:`fvr.errors.FvrError` subclasses with one-line messages for every user-fixable problem.
     """
     config.validate()
-    out_path = check_output_path(output, input)
+    out_path = check_output_path(output, input, encode=config.encode, overwrite=overwrite)
     registry = registry or builtin_registry()
     if restorer is None:
         restorer = build_restorer(config, registry)
@@ -331,10 +407,13 @@ def restore_video(
         return _restore_whole_frames(input, out_path, restorer, config, progress)
     warnings: list[str] = []
 
-    with MediaSource(input, sequence_fps=config.sequence_fps) as source:
+    with MediaSource(input, sequence_fps=config.sequence_fps, strict=config.strict) as source:
         info = source.info
+        warnings.extend(input_warnings(source))
         t0 = time.perf_counter()
         raw_tracks = tracks if tracks is not None else analyse_source(source, config.detector, config.tracker, progress)
+        if tracks is None:
+            warnings.extend(decode_warnings(source))
         selected = smooth_tracks(raw_tracks, config.smoothing, float(info.fps))
         if raw_tracks.tracks:  # with no face at all, any --faces choice just means "re-encode"
             selected = selected.select(config.faces)
@@ -345,6 +424,8 @@ def restore_video(
             log.warning(msg)
             warnings.append(msg)
         frames = _restore_pass(source, info, out_path, selected, restorer, config, progress, raw_tracks.num_frames)
+        if tracks is not None:  # no analysis pass here: the restore pass was the first to decode
+            warnings.extend(decode_warnings(source))
         t2 = time.perf_counter()
 
     return RestoreReport(

@@ -185,6 +185,77 @@ def test_short_false_positives_are_dropped() -> None:
     assert len(analyse_frames(_blank_frames(N), _scripted(faces), TrackerConfig(min_length=4)).tracks) == 2
 
 
+def _scored(faces) -> ScriptedDetector:
+    """Fake detector: faces(n) -> list of (cx, cy, score) on the n-th frame."""
+
+    def script(n: int) -> Detections:
+        found = faces(n)
+        if not found:
+            return Detections.empty()
+        dets = detections_of([_lm(x, y) for x, y, _ in found])
+        return Detections(dets.boxes, np.array([s for _, _, s in found], np.float32), dets.landmarks)
+
+    return ScriptedDetector(script)
+
+
+def test_min_detections_follow_the_shot_length() -> None:
+    cfg = TrackerConfig()  # min_length 5
+    assert [cfg.min_detections_for(n) for n in range(1, 12)] == [1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5]
+    assert cfg.min_detections_for(10**6) == cfg.min_detections == 5
+    every2 = TrackerConfig(detect_every=2)
+    assert [every2.min_detections_for(n) for n in (1, 5, 7, 9, 100)] == [1, 1, 2, 3, 3]
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_short_clips_keep_every_detected_face(n: int) -> None:
+    """A clip shorter than min_length cannot tell a flicker from a face by persistence: every face is kept, even
+    one found on a single frame of it at a modest score."""
+    det = _scored(lambda k: [(150.0, 120.0, 0.999)] + ([(260.0, 180.0, 0.93)] if k == n - 1 else []))
+    tracks = analyse_frames(_blank_frames(n), det, TrackerConfig())
+    assert [(t.start, t.end) for t in tracks.tracks] == [(0, n), (n - 1, n)]
+
+
+def test_long_clip_drops_low_score_flickers() -> None:
+    """In a long shot, 1-2 frame detections are dropped as before, whatever a real face around them does."""
+    def faces(k: int) -> list[tuple[float, float, float]]:
+        out = [(150.0, 120.0, 0.9999)]
+        if k in (5, 6, 20):  # flickers: two frames, then one
+            out.append((270.0, 190.0, 0.92))
+        return out
+
+    tracks = analyse_frames(_blank_frames(N), _scored(faces), TrackerConfig())
+    assert [(t.start, t.end) for t in tracks.tracks] == [(0, N)]
+
+
+def test_a_short_shot_keeps_its_faces_a_long_one_drops_flickers() -> None:
+    """Shots of 20, 3 and 12 frames: the 3-frame shot's face, seen on 2 of its frames, is kept (the rule follows
+    the shot, not the whole video); a 1-frame flicker in the 20-frame shot is dropped."""
+    a, b = textured_background(320, 240, seed=0), textured_background(320, 240, seed=7)
+    frames = [a] * 20 + [b] * 3 + [a] * 12
+
+    def faces(k: int) -> list[tuple[float, float, float]]:
+        if k < 20:
+            return [(100.0, 120.0, 0.999)] + ([(250.0, 60.0, 0.95)] if k == 10 else [])
+        if k < 23:
+            return [(200.0, 120.0, 0.999)] if k < 22 else []
+        return [(100.0, 120.0, 0.999)]
+
+    tracks = analyse_frames(frames, _scored(faces), TrackerConfig())
+    assert tracks.scene_cuts == [20, 23]
+    assert [(t.start, t.end) for t in tracks.tracks] == [(0, 20), (20, 22), (23, 35)]
+
+
+def test_tracks_closed_early_wait_for_their_shot_length() -> None:
+    """A track that ends before its shot does is judged by the shot's final length, not the length so far: in a
+    7-frame clip (3 detections needed), a 1-frame detection that ended on frame 0 is dropped."""
+    det = _scored(lambda k: [(150.0, 120.0, 0.999)] + ([(260.0, 180.0, 0.95)] if k == 0 else []))
+    tracks = analyse_frames(_blank_frames(7), det, TrackerConfig(max_gap=0))
+    assert [(t.start, t.end) for t in tracks.tracks] == [(0, 7)]
+    # the same 1-frame detection in a 2-frame clip is kept
+    det = _scored(lambda k: [(150.0, 120.0, 0.999)] + ([(260.0, 180.0, 0.95)] if k == 0 else []))
+    assert len(analyse_frames(_blank_frames(2), det, TrackerConfig(max_gap=0)).tracks) == 2
+
+
 def test_crossing_faces_keep_their_ids() -> None:
     # A moves right, B left, on nearby rows: their boxes overlap while they pass each other.
     def faces(n: int) -> list[tuple[float, float]]:

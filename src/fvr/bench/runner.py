@@ -29,7 +29,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -199,14 +199,11 @@ def _frames(path: Path, fps: float | None = None, limit: int | None = None,
             yield rgb[: crop[0], : crop[1]] if crop is not None else rgb
 
 
-def analyse_tracks(frames: Iterator[np.ndarray], fps: float, detector: DetectorConfig,
-                   limit: int | None = None) -> FaceTracks:
+def analyse_tracks(frames: Iterator[np.ndarray], fps: float, detector: DetectorConfig) -> FaceTracks:
     """Detect, track and smooth faces (the same analysis ``fvr restore`` does), keeping tracks of >= 2 frames.
-    ``limit``: the clip's frame count when known and short, so the tracker's minimum track length fits it."""
-    tracker = TrackerConfig()
-    if limit is not None:
-        tracker = replace(tracker, min_length=max(2, min(tracker.min_length, limit)))
-    raw = analyse_frames(frames, make_detector(detector), tracker)
+    The tracker's minimum track length follows the frames it sees (a short or cut clip keeps its faces:
+    :meth:`fvr.faces.TrackerConfig.min_detections_for`, the rule ``fvr restore`` uses)."""
+    raw = analyse_frames(frames, make_detector(detector), TrackerConfig())
     tracks = smooth_tracks(raw, SmoothingConfig(), fps)
     return FaceTracks([t for t in tracks.tracks if len(t) >= 2], tracks.num_frames, tracks.scene_cuts)
 
@@ -339,7 +336,7 @@ def _bench_clip(clip: Path, methods: list[BenchMethod], config: BenchConfig, lab
     fps = float(probe(clip).fps)
     if progress is not None:
         progress(f"{label}: faces", 0, 1)
-    tracks = analyse_tracks(_frames(clip, limit=config.frames, crop=crop), fps, config.detector, config.frames)
+    tracks = analyse_tracks(_frames(clip, limit=config.frames, crop=crop), fps, config.detector)
     if upscale != scale:
         raise ConfigError(f"--upscale {upscale} differs from the preset's scale {scale}: outputs would not match "
                           "the ground truth's size")
@@ -408,7 +405,7 @@ def _bench_real_clip(clip: Path, methods: list[BenchMethod], config: BenchConfig
         seq_fps = fps
     if progress is not None:
         progress(f"{label}: faces", 0, 1)
-    tracks = analyse_tracks(_frames(clip, limit=config.frames), fps, config.detector, config.frames)
+    tracks = analyse_tracks(_frames(clip, limit=config.frames), fps, config.detector)
     upscale = config.upscale or auto_upscale(tracks)
     runs = _run_methods(methods, source, work, upscale, seq_fps, config, label, progress)
 

@@ -1,7 +1,8 @@
 """Paste restored face crops back into the frame.
 
-Each face is blended as a *residual*: frame + strength · mask · warp⁻¹(restored − crop), where ``crop`` is the
-aligned crop the restorer received. Where the restorer changes nothing the frame is untouched bit for bit (no
+Each face is blended as a *residual*: frame + strength · weight · mask · warp⁻¹(restored − crop), where ``crop`` is
+the aligned crop the restorer received and ``weight`` the face's own paste weight (1, or less where its track fades
+in or out: :class:`fvr.pipeline.TrackFade`). Where the restorer changes nothing the frame is untouched bit for bit (no
 resampling loss from the crop round trip, whatever the crop size), and only the ROI around each face is warped.
 """
 
@@ -20,11 +21,14 @@ class FacePaste:
 
     matrix: (2, 3) float64 affine mapping frame pixels -> crop pixels (the alignment used to cut ``original``).
     restored, original: (S, S, 3) float32 RGB in [0, 1].
+    weight: this face's paste weight in [0, 1], multiplying ``strength`` (below 1 on the frames where its track
+        fades in or out); 1 pastes it exactly as before weights existed.
     """
 
     matrix: np.ndarray
     restored: np.ndarray
     original: np.ndarray
+    weight: float = 1.0
 
     @property
     def scale(self) -> float:
@@ -67,8 +71,8 @@ def paste_faces(
 ) -> np.ndarray:
     """Blend restored faces into ``frame`` ((H, W, 3) uint8 RGB) and return a new uint8 frame.
 
-    mask: (S, S) float32 in [0, 1], in crop space. Overlapping faces are pasted smallest first, so the nearest
-    (largest) face ends on top.
+    mask: (S, S) float32 in [0, 1], in crop space. Each face is pasted at ``strength * face.weight``. Overlapping
+    faces are pasted smallest first, so the nearest (largest) face ends on top.
     """
     out = frame.copy()
     h, w = frame.shape[:2]
@@ -87,7 +91,7 @@ def paste_faces(
             payload, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT, borderValue=0,
         )
-        alpha = warped[..., 3:4] * float(strength)
+        alpha = warped[..., 3:4] * (float(strength) * float(face.weight))  # weight 1: the same float as strength
         roi = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(roi + alpha * warped[..., :3] + 0.5, 0, 255).astype(np.uint8)
     return out

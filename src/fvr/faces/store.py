@@ -25,6 +25,8 @@ def save_tracks(tracks: FaceTracks, path: str | Path) -> Path:
         "scene_cuts": np.asarray(tracks.scene_cuts, dtype=np.int64),
         "ids": np.array([t.id for t in tracks.tracks], dtype=np.int64),
         "lengths": lengths,
+        # each track's whole [start, end) (differs from its frames for a cut: FaceTracks.window)
+        "extents": np.array([t.extent for t in tracks.tracks], dtype=np.int64).reshape(-1, 2),
     }
     for name in TRACK_ARRAYS:
         parts = [np.asarray(getattr(t, name)) for t in tracks.tracks]
@@ -46,6 +48,10 @@ def load_tracks(path: str | Path) -> FaceTracks:
                 Track(int(track_id), *(data[name][bounds[i]:bounds[i + 1]] for name in TRACK_ARRAYS))
                 for i, track_id in enumerate(data["ids"])
             ]
+            if "extents" in data.files:  # absent in files written before cuts kept their track's extent
+                for track, (start, end) in zip(tracks, data["extents"].tolist()):
+                    if (start, end) != (track.start, track.end):
+                        track.span = (int(start), int(end))
             return FaceTracks(tracks, int(data["num_frames"][0]), [int(c) for c in data["scene_cuts"]])
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"cannot read face tracks {path}: {reason(exc)}") from None

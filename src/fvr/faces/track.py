@@ -8,8 +8,11 @@ the video's length.
 Per frame: a scene cut ends every live track; the detector runs (every ``detect_every`` frames; in between, live
 tracks are carried forward by Lucas-Kanade optical flow); detections are matched to live tracks by Hungarian
 assignment on a cost of box overlap and landmark distance; unmatched detections start tracks; a track missed for
-more than ``max_gap`` frames ends. When a track ends its missed frames are filled by linear interpolation and
-tracks with too few detections are dropped as false positives.
+more than ``max_gap`` frames ends. When a track ends its missed frames are filled by linear interpolation (a face
+the detector misses for up to ``max_gap`` frames stays one track, present on every frame), and tracks with too few
+detections for their shot are dropped as false positives (:meth:`TrackerConfig.min_detections_for`: the rule
+applies in full to shots of at least ``2 * min_length - 1`` frames; in a clip or shot of at most ``min_length``
+frames every detected face is kept).
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class Track:
     boxes: (N, 4) float32 x0, y0, x1, y1.
     scores: (N,) float32 detector score, 0 where the detector did not find the face on that frame.
     detected: (N,) bool, True where the detector found the face on that frame.
+    span: for a part cut out of a longer track (:meth:`FaceTracks.window`), the whole track's [start, end); None
+        for a whole track (see :attr:`extent`).
     """
 
     id: int
@@ -101,6 +106,7 @@ class Track:
     boxes: np.ndarray
     scores: np.ndarray
     detected: np.ndarray
+    span: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
@@ -112,6 +118,13 @@ class Track:
         self.detected = np.asarray(self.detected, dtype=bool).reshape(n)
         if n and np.any(np.diff(self.frames) != 1):
             raise ValueError(f"track {self.id}: frames must be consecutive")
+        if self.span is not None:
+            self.span = (int(self.span[0]), int(self.span[1]))
+
+    @property
+    def extent(self) -> tuple[int, int]:
+        """[start, end) of the whole track this one is (or was cut from): where the face appears and disappears."""
+        return self.span if self.span is not None else (self.start, self.end)
 
     @property
     def start(self) -> int:
@@ -144,6 +157,8 @@ class Track:
         }
         if not np.array_equal(self.landmarks, self.raw_landmarks):
             out["landmarks"] = self.landmarks.reshape(-1, 10).tolist()
+        if self.span is not None:
+            out["span"] = list(self.span)
         return out
 
     @classmethod
@@ -160,6 +175,7 @@ class Track:
             boxes=np.asarray(data["boxes"], dtype=np.float32).reshape(n, 4),
             scores=np.asarray(data["scores"], dtype=np.float32).reshape(n),
             detected=np.asarray(data["detected"], dtype=bool).reshape(n),
+            span=tuple(data["span"]) if data.get("span") is not None else None,
         )
 
 
@@ -210,15 +226,17 @@ class FaceTracks:
 
     def window(self, start: int, stop: int) -> FaceTracks:
         """The tracks cut to frames [start, stop), as copies (a cut does not keep the whole-video arrays alive);
-        tracks with no frame there are dropped. IDs, ``num_frames`` and ``scene_cuts`` are unchanged. One segment
-        of a job, with its context, needs only this."""
+        tracks with no frame there are dropped. IDs, ``num_frames`` and ``scene_cuts`` are unchanged, and each cut
+        keeps its whole track's [start, end) in ``span`` (so that what depends on where a face appears and
+        disappears, such as the paste fades, is the same in a cut). One segment of a job, with its context, needs
+        only this."""
         keep = []
         for t in self.tracks:
             a, b = max(start, t.start), min(stop, t.end)
             if a >= b:
                 continue
             part = slice(a - t.start, b - t.start)
-            keep.append(Track(t.id, *(np.array(getattr(t, name)[part]) for name in TRACK_ARRAYS)))
+            keep.append(Track(t.id, *(np.array(getattr(t, name)[part]) for name in TRACK_ARRAYS), span=t.extent))
         return FaceTracks(keep, self.num_frames, list(self.scene_cuts))
 
     def _build_index(self) -> _FrameIndex:
@@ -319,7 +337,10 @@ class TrackerConfig:
     detect_every: run the detector every k-th frame of a shot (and on each shot's first frame); in between, live
         tracks are carried by pyramidal Lucas-Kanade optical flow, much cheaper than detection.
     max_gap: frames a track may go unseen and still continue; its missed frames are interpolated linearly.
-    min_length: tracks with fewer than ceil(min_length / detect_every) detections are dropped (false positives).
+    min_length: the false-positive rule (see :meth:`min_detections_for`): in a shot of at least
+        2 * min_length - 1 frames, tracks with fewer than ceil(min_length / detect_every) detections are dropped;
+        in a shorter shot the requirement is lower, and in a shot (or a whole clip) of at most min_length frames
+        every detected face is kept.
     iou_threshold: minimum box overlap between a track's predicted box and a detection to match them.
     landmark_weight: association cost = (1 - IoU) + landmark_weight * mean landmark distance / face size.
     scene_cut_threshold: see :class:`SceneCutDetector`; <= 0 disables cut detection.
@@ -351,8 +372,21 @@ class TrackerConfig:
 
     @property
     def min_detections(self) -> int:
-        """Detections a track needs to be kept."""
+        """Detections a track needs to be kept in a long shot (see :meth:`min_detections_for`)."""
         return max(1, math.ceil(self.min_length / self.detect_every))
+
+    def min_detections_for(self, shot_frames: int) -> int:
+        """Detections a track needs to be kept, in a shot (or clip) of ``shot_frames`` frames.
+
+        The minimum track length is there to drop false detections, which flicker for a frame or two while a real
+        face persists; that test needs a shot long enough to tell the two apart. So the required track length is
+        ``shot_frames - min_length + 1`` frames, clamped to [1, ``min_length``]: it grows by one frame per frame of
+        shot, so that no shot length is a cliff. Every detected face is kept in a shot of at most ``min_length``
+        frames (a 1-5 frame clip with the default 5), and from ``2 * min_length - 1`` frames on (9 by default) the
+        full rule applies. With ``detect_every`` k, n frames of track need ceil(n / k) detections.
+        """
+        frames = min(self.min_length, max(1, int(shot_frames) - self.min_length + 1))
+        return max(1, math.ceil(frames / self.detect_every))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -601,6 +635,7 @@ class FaceTracker:
         self._shape: tuple[int, ...] | None = None
         self._prev_flow: _FlowImage | None = None
         self._live: list[_LiveTrack] = []
+        self._shot_tracks: list[Track] = []  # closed in the current shot, kept or dropped once its length is known
         self._done: list[Track] = []
         self._cuts: list[int] = []
         self._finished = False
@@ -626,6 +661,7 @@ class FaceTracker:
             for track, moved in carried.items():
                 track.append(i, moved[0], moved[1], 0.0, False)
         self._expire(i)
+        self._settle(i + 1 - self._shot_start, shot_ended=False)
         self._prev_flow = flow
         self._frame += 1
 
@@ -635,6 +671,7 @@ class FaceTracker:
         for track in self._live:
             self._close(track)
         self._live = []
+        self._settle(self._frame - self._shot_start, shot_ended=True)
         # Order of first appearance; simultaneous faces left to right, then top to bottom: deterministic.
         ordered = sorted(self._done, key=lambda t: (t.start, float(t.boxes[0, 0]), float(t.boxes[0, 1])))
         for new_id, track in enumerate(ordered):
@@ -657,6 +694,7 @@ class FaceTracker:
         for track in self._live:
             self._close(track)
         self._live = []
+        self._settle(i - self._shot_start, shot_ended=True)
         self._cuts.append(i)
         self._shot_start = i
         self._prev_flow = None
@@ -701,8 +739,16 @@ class FaceTracker:
         self._live = keep
 
     def _close(self, track: _LiveTrack) -> None:
-        if track.num_detections() >= self.config.min_detections:
-            self._done.append(track.to_track())
+        self._shot_tracks.append(track.to_track())
+
+    def _settle(self, shot_frames: int, shot_ended: bool) -> None:
+        """Keep or drop the tracks closed in this shot (:meth:`TrackerConfig.min_detections_for`), once the shot
+        has ended or is already long enough for the full rule (which a longer shot does not change)."""
+        need = self.config.min_detections_for(shot_frames)
+        if not self._shot_tracks or not (shot_ended or need >= self.config.min_detections):
+            return
+        self._done.extend(t for t in self._shot_tracks if int(t.detected.sum()) >= need)
+        self._shot_tracks = []
 
 
 def analyse_frames(

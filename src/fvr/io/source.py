@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.error
+import av.logging
 import cv2
 import numpy as np
 
@@ -76,7 +78,60 @@ class VideoInfo:
     codec: str = ""
     pix_fmt: str = ""
     is_image_sequence: bool = False
+    is_still: bool = False  # a single photo (PNG, JPEG, ... read by an image demuxer), whatever its file name
     streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
+
+
+@dataclass
+class DecodeErrors:
+    """Corrupt data met by one decoding pass. The decoder conceals what it can (those frames may be smeared);
+    packets it rejects lose their frames, and the frames after them keep their own timestamps.
+
+    messages: error reports of the demuxer and decoder. packets: video packets rejected outright.
+    first/last: frame index (and time in seconds) around which the first and last error happened.
+    missing: frames the container announced but that were not decoded (truncated or cut data).
+    """
+
+    messages: int = 0
+    packets: int = 0
+    first: tuple[int, float] | None = None
+    last: tuple[int, float] | None = None
+    missing: int = 0
+    example: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.packets or self.missing)
+
+    def record(self, frame: int, time: float, message: str, *, packet: bool = False) -> None:
+        if packet:
+            self.packets += 1
+        else:
+            self.messages += 1
+        self.first = self.first or (frame, time)
+        self.last = (frame, time)
+        self.example = self.example or message.strip()
+
+    def summary(self) -> str:
+        """How much and where, e.g. "2 decode error(s) near frames 74-75 (0:02.96-0:03.00, e.g. '...')"."""
+        parts = []
+        if self.messages or self.packets:
+            assert self.first is not None and self.last is not None
+            what = f"{self.messages} decode error(s)" + (f", {self.packets} packet(s) lost" if self.packets else "")
+            parts.append(f"{what} near frames {self.first[0]}-{self.last[0]} "
+                         f"({_clock(self.first[1])}-{_clock(self.last[1])}, e.g. {self.example!r})")
+        if self.missing:
+            parts.append(f"{self.missing} announced frame(s) missing (truncated file?)")
+        return "; ".join(parts)
+
+    def describe(self) -> str:
+        """One line for a warning: how much, where, and what it means."""
+        return (f"corrupt input: {self.summary()}; the decoder concealed what it could, so those frames may be "
+                f"smeared or missing (--strict refuses such input)")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(seconds, 0.0), 60)
+    return f"{int(m)}:{s:05.2f}"
 
 
 def _natural_key(path: Path) -> list[object]:
@@ -115,8 +170,12 @@ class MediaSource:
     the audio and subtitle streams in container order, for copying them untouched.
     """
 
-    def __init__(self, path: str | Path, *, sequence_fps: Fraction | float | None = None):
+    def __init__(self, path: str | Path, *, sequence_fps: Fraction | float | None = None, strict: bool = False):
         self.path = Path(path)
+        self.strict = strict  # any decode error raises InputError instead of being counted
+        self.decode_errors = DecodeErrors()  # of the last (or current) decoding pass
+        self._exact_count = False  # the container states its frame count (not an estimate from the duration)
+        self._error_sources: set[str] = set()
         self._container: av.container.InputContainer | None = None
         self._images: list[Path] = []
         self._consumed = False  # a pass has read the container: the next pass must reopen it
@@ -155,6 +214,8 @@ class MediaSource:
                 raise InputError(f"{self.path} has no video stream")
             v = c.streams.video[0]
             cc = v.codec_context
+            if cc is None:  # a stream FFmpeg has no decoder for (a damaged codec id)
+                raise InputError(f"{self.path}: the video stream's codec is unknown (corrupt file?)")
             if cc.width <= 0 or cc.height <= 0:
                 raise InputError(f"{self.path}: video stream has no frame size (corrupt or truncated file)")
             first = _first_frame(c, self.path)
@@ -164,9 +225,14 @@ class MediaSource:
             tb = v.time_base or Fraction(1, 1000)
             duration = float(v.duration * tb) if v.duration else (c.duration / 1e6 if c.duration else 0.0)
             n = v.frames or int(round(duration * float(fps)))
+            still = c.format.name == "image2" or c.format.name.endswith("_pipe")
+            n = 1 if still and not n else n
+            self._exact_count = bool(v.frames) or still
+            self._error_sources = {cc.name, c.format.name}
             info = VideoInfo(
                 path=str(self.path), width=w, height=h, fps=Fraction(fps), time_base=Fraction(tb), num_frames=n,
                 duration=duration, rotation=rotation, codec=cc.name, pix_fmt=cc.pix_fmt or "",
+                is_still=still,
                 streams=tuple(_describe(s) for s in c.streams),
             )
         finally:
@@ -216,22 +282,50 @@ class MediaSource:
         video.thread_type = "AUTO"  # frame/slice threads: decode is not the bottleneck, keep it that way
         others = self.copyable_streams if copy_streams else []
         stamps = _TimestampFixer(self.info)
-        index = 0
+        errors = self.decode_errors = DecodeErrors()
+        index, seen = 0, 0
+        tb = float(self.info.time_base)
         try:
-            # demux() ends with one flush packet per stream; decoding it drains the decoder's delayed frames.
-            for packet in c.demux([video, *others]):
-                if packet.stream.index != video.index:
-                    if packet.dts is not None:
-                        yield packet
-                    continue
-                for vf in packet.decode():
-                    rgb = upright(vf.to_ndarray(format="rgb24"), self.info.rotation)
-                    yield Frame(index=index, rgb=rgb, pts=stamps(vf.pts))
-                    index += 1
+            with _error_log(c, video) as log:
+                # demux() ends with one flush packet per stream; decoding it drains the decoder's delayed frames.
+                for packet in c.demux([video, *others]):
+                    if packet.stream.index != video.index:
+                        if packet.dts is not None:
+                            yield packet
+                        continue
+                    try:
+                        decoded = packet.decode()
+                    except av.error.InvalidDataError as exc:  # a rejected packet: its frame is lost, go on
+                        decoded = []
+                        errors.record(index, (packet.pts or 0) * tb, reason(exc), packet=True)
+                        self._fail_if_strict(errors, index)
+                    for vf in decoded:
+                        rgb = upright(vf.to_ndarray(format="rgb24"), self.info.rotation)
+                        yield Frame(index=index, rgb=rgb, pts=stamps(vf.pts))
+                        index += 1
+                    seen = self._note_errors(log, seen, errors, index, (packet.pts or 0) * tb)
+                seen = self._note_errors(log, seen, errors, index, self.info.duration)
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: corrupt video data at frame {index}: {reason(exc)}") from None
         if index == 0:
             raise InputError(f"{self.path} contains no decodable video frames")
+        if self._exact_count and index < self.info.num_frames:
+            errors.missing = self.info.num_frames - index
+            self._fail_if_strict(errors, index)
+
+    def _note_errors(self, log: list[tuple[int, str, str]], seen: int, errors: DecodeErrors, index: int,
+                     time: float) -> int:
+        """Record the decoder's error reports since ``seen`` at frame ``index``; returns the new ``seen``."""
+        for level, name, message in log[seen:]:
+            if level <= av.logging.ERROR and name in self._error_sources:
+                errors.record(index, time, message)
+        if len(log) > seen:
+            self._fail_if_strict(errors, index)
+        return len(log)
+
+    def _fail_if_strict(self, errors: DecodeErrors, index: int) -> None:
+        if self.strict and errors:
+            raise InputError(f"{self.path}: corrupt input refused (--strict): {errors.summary()}")
 
     def frames_from(self, start: int, pts: np.ndarray) -> Iterator[Frame]:
         """Frames from index ``start`` on, as :meth:`frames` numbers them, without decoding the whole beginning:
@@ -336,6 +430,20 @@ class _TimestampFixer:
         return pts
 
 
+@contextmanager
+def _error_log(container: av.container.InputContainer, video: av.VideoStream) -> Iterator[list[tuple[int, str, str]]]:
+    """The (level, source, message) reports FFmpeg makes during the block; FFmpeg's log level is raised to ERROR
+    for it (PyAV keeps it off by default) and put back after."""
+    level = av.logging.get_level()
+    if level is None or level < av.logging.ERROR:
+        av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield logs
+    finally:
+        av.logging.set_level(level)
+
+
 def _first_frame(container: av.container.InputContainer, path: Path) -> av.VideoFrame:
     """Decode the first video frame (its side data carries the rotation; it also proves the stream decodes)."""
     try:
@@ -348,7 +456,9 @@ def _first_frame(container: av.container.InputContainer, path: Path) -> av.Video
 
 def _describe(stream: av.stream.Stream) -> StreamInfo:
     cc = stream.codec_context
-    if stream.type == "video":
+    if cc is None:  # no decoder for it (unknown or damaged codec id): list it, but say nothing about it
+        details = ""
+    elif stream.type == "video":
         rate = stream.average_rate
         details = f"{cc.width}x{cc.height} {cc.pix_fmt or ''} {float(rate):.3f} fps" if rate else f"{cc.width}x{cc.height}"
     elif stream.type == "audio":

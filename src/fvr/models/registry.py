@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
+from importlib.util import find_spec
 from pathlib import Path
 
 from fvr.errors import ConfigError
@@ -19,6 +20,9 @@ RestorerFactory = Callable[..., Restorer]
 
 
 DEVICES = ("cpu", "cuda")
+
+NEEDS_TRAINING = "weights: train it with `fvr train` (docs/train.md), then --model FILE.safetensors"
+"""What a registered learned architecture without shipped weights needs (:attr:`ModelEntry.needs`)."""
 
 
 def resolve_device(device: str, option: str = "device") -> str:
@@ -55,8 +59,9 @@ class ModelEntry:
     this model is the default instead (the shipped fast model on CPU, the quality model on GPU). uses_device: the
     factory takes ``device=`` (learned models); the others always run on the CPU. default_with: the temporal
     stabiliser the model runs with when it is picked as a device default (no --model given), e.g. "flow".
-    ready: the model runs as installed (False: a learned architecture with no weights shipped; it needs a file
-    from ``fvr train``)."""
+    ready: the model runs as installed (False: a learned architecture with no weights shipped, which needs a file
+    from ``fvr train``, or a model whose optional extra is not installed). needs: for a model that is not ready,
+    what it needs, as a phrase for the user (default :data:`NEEDS_TRAINING`); "" for a ready one."""
 
     spec: RestorerSpec
     factory: RestorerFactory
@@ -65,6 +70,12 @@ class ModelEntry:
     uses_device: bool = False
     default_with: str = ""
     ready: bool = True
+    needs: str = ""
+
+    @property
+    def needs_training(self) -> bool:
+        """Not ready because it has no weights (rather than for a missing extra)."""
+        return not self.ready and self.needs == NEEDS_TRAINING
 
 
 class ModelRegistry:
@@ -75,7 +86,7 @@ class ModelRegistry:
 
     def register(self, spec: RestorerSpec, factory: RestorerFactory, *, default: bool = False,
                  default_on: tuple[str, ...] = (), uses_device: bool = False, default_with: str = "",
-                 ready: bool = True) -> None:
+                 ready: bool = True, needs: str = "") -> None:
         if spec.name in self._entries:
             raise ValueError(f"model {spec.name!r} is already registered")
         if unknown := set(default_on) - set(DEVICES):
@@ -86,7 +97,35 @@ class ModelRegistry:
             self._entries = {k: replace(e, default_on=tuple(d for d in e.default_on if d not in default_on))
                              for k, e in self._entries.items()}
         self._entries[spec.name] = ModelEntry(spec, factory, default, tuple(default_on), uses_device, default_with,
-                                              ready)
+                                              ready, "" if ready else (needs or NEEDS_TRAINING))
+
+    def mark_not_ready(self, name: str, needs: str) -> None:
+        """Model ``name`` does not run as installed; ``needs`` says what it needs (e.g. an extra to install)."""
+        self._entries[name] = replace(self._entry(name), ready=False, needs=needs)
+
+    def ready_names(self) -> list[str]:
+        """The registered models that run as installed, sorted."""
+        return sorted(name for name, entry in self._entries.items() if entry.ready)
+
+    def require_ready(self, name: str | None, options: dict[str, object] | None = None) -> None:
+        """A one-line :class:`ConfigError` naming the models that run, when ``name`` (a registry name, or
+        ``MODEL+STABILISER``) is a registered model that cannot run as installed: checked before any work, so that
+        ``fvr restore``/``batch``/``bench`` fail before the analysis pass. ``weights=FILE`` (or ``allow_random``)
+        in ``options`` makes any model runnable. Anything else (None = the default, a model file, an unknown name)
+        passes: :meth:`create` reports those."""
+        options = options or {}
+        if not name or options.get("weights") or options.get("allow_random"):
+            return
+        if name not in self._entries and "+" in name and not Path(name).is_file():
+            from fvr.models.stabilise import parse_method
+
+            name = parse_method(name)[0]
+        entry = self._entries.get(name)
+        if entry is None or entry.ready:
+            return
+        why = ("has no trained weights (train it with `fvr train`, see docs/train.md, and pass the file: --model "
+               "FILE.safetensors)") if entry.needs_training else f"needs {entry.needs}"
+        raise ConfigError(f"model {name!r} {why}; models that run: {', '.join(self.ready_names())}")
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -131,6 +170,7 @@ class ModelRegistry:
                 model, stab = parse_method(name)
                 return stabilised(self.create(model, device=device, **options), stab or "", device=device or "cpu")
         entry = self._entry(name)
+        self.require_ready(name, options)
         if entry.uses_device and device is not None:
             options = {"device": device, **options}
         try:
@@ -153,6 +193,8 @@ def builtin_registry(*, plugins: bool = True) -> ModelRegistry:
     identity.register(registry)
     classical.register(registry)
     realesrgan.register(registry)
+    if find_spec(realesrgan.WEIGHTS_PACKAGE) is None:
+        registry.mark_not_ready("realesrgan", f"the realesrgan extra ({realesrgan.INSTALL_HINT})")
     learned.register(registry)
     if plugins:
         for ep in entry_points(group="fvr.models"):

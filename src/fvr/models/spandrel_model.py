@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,9 +129,38 @@ def _quiet_imports() -> Iterator[None]:
         yield
 
 
+_PINNED_TORCH = re.compile(r"^torch\s*\(?\s*==\s*([0-9][^\s,;)]*)\s*\)?\s*(;.*)?$")
+
+
+def torchvision_mismatch() -> str | None:
+    """Why the installed torchvision cannot work with the installed torch, or None (no torchvision, or a match).
+
+    Each torchvision wheel requires exactly the torch release it was built for (``torch==X`` in its metadata);
+    with any other torch, importing it fails (``operator torchvision::nms does not exist``) or worse. Read from
+    the packages' metadata, so the mismatched torchvision is never imported. Local versions (``+cpu``,
+    ``+cu124``) are not compared: pip pins the release only."""
+    try:
+        vision, torch_version = metadata.version("torchvision"), metadata.version("torch")
+        requirements = metadata.requires("torchvision") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        match = _PINNED_TORCH.match(requirement.strip())
+        if match and "extra" not in (match.group(2) or ""):
+            wanted = match.group(1)
+            if wanted.split("+")[0] != torch_version.split("+")[0]:
+                return (f"torchvision {vision} is built for torch {wanted}, but torch {torch_version} is installed; "
+                        f"spandrel needs the matching pair: install both in one command (pip install "
+                        f"torch=={wanted} torchvision=={vision}), or keep spandrel in an environment of its own "
+                        f"(make test-spandrel builds .venv-spandrel); see docs/external-models.md")
+    return None
+
+
 def _import_spandrel(path: Path) -> Any:
     """spandrel with spandrel_extra_arches' architectures (CodeFormer, ...) installed, or a one-line ConfigError."""
     missing = ConfigError(f"{path}: loading a third-party checkpoint needs the optional extra: {INSTALL_HINT}")
+    if (mismatch := torchvision_mismatch()) is not None:  # checked first: spandrel imports torchvision
+        raise ConfigError(f"{path}: {mismatch}")
     try:
         with _quiet_imports():
             import spandrel

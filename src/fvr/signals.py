@@ -1,0 +1,63 @@
+"""Termination signals as an exception, so that every ``with`` block on the way out cleans up.
+
+Python turns only SIGINT into an exception (and only when the process did not start with SIGINT ignored, as
+background jobs of a non-interactive shell do); SIGTERM and SIGHUP kill it on the spot, leaving temporary files
+behind. Inside :func:`signals_raise`, all three raise :class:`Interrupted`, which unwinds like any exception:
+sinks delete their temporary outputs, job folders keep their finished segments, and the CLI exits with the
+shell's convention, 128 + the signal number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(BaseException):
+    """A termination signal arrived. A BaseException (as KeyboardInterrupt is), so that ``except Exception``
+    handlers on the way out do not swallow it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process ended by a signal."""
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    # a second signal while cleaning up must not interrupt the clean-up itself
+    for s in HANDLED:
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextmanager
+def signals_raise(*, respect_nohup: bool = True) -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread; the previous
+    handlers are restored on exit. A SIGHUP that was ignored when the block was entered (``nohup``) stays ignored
+    when ``respect_nohup``. Outside the main thread (where Python cannot install handlers) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in HANDLED}
+    try:
+        for s in HANDLED:
+            if s == signal.SIGHUP and respect_nohup and previous[s] == signal.SIG_IGN:
+                continue
+            signal.signal(s, _raise)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
