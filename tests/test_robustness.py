@@ -320,3 +320,43 @@ def test_check_output_path_library_default_allows_replacing(tmp_path: Path) -> N
     assert check_output_path(tmp_path / "o.mp4") == tmp_path / "o.mp4"
     with pytest.raises(OutputError, match="exists"):
         check_output_path(tmp_path / "o.mp4", overwrite=False)
+
+
+# ------------------------------------------------------------------------------------------------------- photos
+
+
+@pytest.mark.parametrize("suffix_in, suffix_out", [(".jpg", ".png"), (".png", ".jpg")])
+def test_a_photo_is_restored_into_a_photo(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          suffix_in: str, suffix_out: str) -> None:
+    import cv2
+    from skimage.data import astronaut
+
+    rgb = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    photo = tmp_path / f"photo{suffix_in}"
+    cv2.imwrite(str(photo), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / f"restored{suffix_out}"
+    code = main(["restore", str(photo), "-o", str(out), "--model", "classical", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    import json
+
+    report = json.loads(captured.out)
+    assert report["frames"] == 1 and report["tracks"] == 1 and report["face_frames"] == 1
+    restored = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert restored.shape == rgb.shape
+    source = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    assert np.abs(restored.astype(int) - source.astype(int)).mean() > 0.3  # the face was changed
+
+
+def test_a_png_named_mp4_is_restored_as_a_photo_with_a_warning(tmp_path: Path) -> None:
+    import cv2
+    from skimage.data import astronaut
+
+    from fvr.pipeline import RestoreConfig, restore_video
+
+    fake = tmp_path / "clip.mp4"
+    ok, png = cv2.imencode(".png", cv2.cvtColor(cv2.resize(astronaut(), (256, 256)), cv2.COLOR_RGB2BGR))
+    fake.write_bytes(png.tobytes())
+    report = restore_video(fake, tmp_path / "out.mp4", RestoreConfig(model="classical"))
+    assert any("single PNG image, not a video" in w for w in report.warnings)
+    assert report.frames == 1 and report.tracks == 1

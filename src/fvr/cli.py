@@ -212,6 +212,7 @@ def restore(
     upscale: Annotated[int, typer.Option("--upscale", "-u", min=1, max=8, help="Output scale factor.")] = 1,
     faces: Annotated[str, typer.Option(help="'all', 'largest', or track IDs from `fvr info`, e.g. 0,2.")] = "all",
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend of restored over input face.")] = 1.0,
+    fade_frames: Annotated[int, typer.Option(min=0, help="A face track that starts or ends while its shot goes on fades in/out over this many frames (0 = switch at once).")] = 4,
     fidelity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Fidelity-perception control of models that have one (fvr-prior; CodeFormer's w): 1 = closest to the input, 0 = most generated detail.")] = None,
     crf: Annotated[int, typer.Option(min=0, max=63, help="Encoder quality (lower is better).")] = 18,
     preset: Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")] = "medium",
@@ -246,7 +247,8 @@ def restore(
     config = RestoreConfig(
         model=model, model_options=_model_options(model_opt, crop_size, fidelity), device=device, upscale=upscale,
         stabilise=stabilise, stabilise_options=_stabiliser_options(stabilise_window, stabilise_strength),
-        background=background, faces=faces, strength=strength, color_match=color_match, feather=feather,
+        background=background, faces=faces, strength=strength, fade_frames=fade_frames, color_match=color_match,
+        feather=feather,
         mask_coverage=mask_coverage,
         detector=DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None,
                                 max_side=detect_size),

@@ -447,8 +447,10 @@ _PROGRESS_EVERY = 0.2  # seconds between progress messages from a child
 
 
 def _job_child(queue: Any, input: str, output: str, config: RestoreConfig, segment_frames: int, resume: bool,
-               max_segments: int) -> None:
-    """Child process entry: run (part of) the job and report to the parent through ``queue``."""
+               max_segments: int, log_level: int = logging.WARNING) -> None:
+    """Child process entry: run (part of) the job and report to the parent through ``queue``. ``log_level``:
+    the parent's (a spawned interpreter starts without logging set up: ``-q`` must hold here too)."""
+    logging.basicConfig(level=log_level, format="%(message)s")
     last = [0.0]
 
     def progress(stage: str, done: int, total: int | None) -> None:
@@ -483,7 +485,7 @@ def _restore_in_children(in_path: Path, out_path: Path, config: RestoreConfig, s
         channel = ctx.Queue()
         child = ctx.Process(target=_job_child, daemon=True, name="fvr-segments",
                             args=(channel, str(in_path), str(out_path), config, segment_frames, resume,
-                                  segments_per_process))
+                                  segments_per_process, logging.getLogger().getEffectiveLevel()))
         child.start()
         finished = False
         try:

@@ -378,3 +378,14 @@ def test_json_round_trip() -> None:
         FaceTracks.from_json({"version": 1, "tracks": [{"id": 0}]})
     with pytest.raises(InputError):
         FaceTracks.from_json({"version": 99, "tracks": [], "num_frames": 1, "scene_cuts": []})
+
+
+def test_window_keeps_the_whole_track_extent() -> None:
+    """A cut remembers where its whole track starts and ends (paste fades depend on it), also through JSON."""
+    tracks = _tracks_for_selection()
+    assert tracks.tracks[2].extent == (50, 80) and tracks.tracks[2].span is None
+    cut = tracks.window(60, 70)
+    assert [(t.start, t.end, t.extent) for t in cut.tracks] == [(60, 70, (50, 80))]
+    assert cut.window(62, 65).tracks[0].extent == (50, 80)  # a cut of a cut: still the whole track's
+    back = FaceTracks.from_json(json.loads(json.dumps(cut.to_json())))
+    assert back.tracks[0].span == (50, 80) and "span" not in tracks.to_json()["tracks"][0]

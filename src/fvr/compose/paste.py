@@ -2,8 +2,8 @@
 
 Each face is blended as a *residual*: frame + strength · weight · mask · warp⁻¹(restored − crop), where ``crop`` is
 the aligned crop the restorer received and ``weight`` the face's own paste weight (1, or less where its track fades
-in or out: :class:`fvr.pipeline.TrackFade`). Where the restorer changes nothing the frame is untouched bit for bit (no
-resampling loss from the crop round trip, whatever the crop size), and only the ROI around each face is warped.
+in or out: :class:`fvr.pipeline.TrackFade`). Where the restorer changes nothing the frame is untouched bit for bit
+(no resampling loss from the crop round trip, whatever the crop size), and only the ROI around each face is warped.
 """
 
 from __future__ import annotations

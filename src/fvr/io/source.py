@@ -399,6 +399,8 @@ class MediaSource:
             self._consumed = False
 
     def close(self) -> None:
+        # a pass abandoned mid-way (a generator never finished) would leave FFmpeg's logging raised
+        av.logging.set_level(_LOG_LEVEL_AT_IMPORT)
         if self._container is not None:
             self._container.close()
             self._container = None
@@ -428,6 +430,9 @@ class _TimestampFixer:
             pts = self._last + 1
         self._last = pts
         return pts
+
+
+_LOG_LEVEL_AT_IMPORT = av.logging.get_level()
 
 
 @contextmanager
