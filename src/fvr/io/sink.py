@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import av.error
@@ -275,7 +276,37 @@ def publish_mode(path: Path, *, directory: bool) -> None:
     file would have: 0666 / 0777 less the umask; a PNG folder's files too."""
     mask = _current_umask()
     os.chmod(path, (0o777 if directory else 0o666) & ~mask)
-class VideoSink:
+_Sink = TypeVar("_Sink", bound="_AtomicSink")
+
+
+class _AtomicSink:
+    """What every sink does as a context manager: leaving the block normally commits (moves the finished temporary
+    output into place); leaving it with an exception, or a failed commit, removes the temporary output.
+    Subclasses set ``_done`` in ``commit`` and implement ``_cleanup``."""
+
+    _done: bool
+
+    def commit(self) -> Path:
+        raise NotImplementedError
+
+    def _cleanup(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Sink) -> _Sink:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None and not self._done:
+            try:
+                self.commit()
+            except BaseException:
+                self._cleanup()
+                raise
+        elif not self._done:
+            self._cleanup()
+
+
+class VideoSink(_AtomicSink):
     """Encodes RGB frames to a video file, copying audio/subtitle packets from the input.
 
     Use as a context manager; leaving it with an exception removes the temporary file. Frames must be written in
@@ -435,21 +466,9 @@ class VideoSink:
                 pass
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> VideoSink:
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None and not self._done:
-            try:
-                self.commit()
-            except BaseException:
-                self._cleanup()
-                raise
-        elif not self._done:
-            self._cleanup()
 
 
-class SequenceSink:
+class SequenceSink(_AtomicSink):
     """Writes frames as ``000000.png``, ``000001.png``, ... into a folder that appears only when complete."""
 
     def __init__(self, path: str | Path, info: VideoInfo | None = None, size: tuple[int, int] | None = None):
@@ -484,21 +503,9 @@ class SequenceSink:
     def _cleanup(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> SequenceSink:
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None and not self._done:
-            try:
-                self.commit()
-            except BaseException:
-                self._cleanup()
-                raise
-        elif not self._done:
-            self._cleanup()
 
 
-class ImageSink:
+class ImageSink(_AtomicSink):
     """Writes a single frame as one image file (a restored photo), atomically; a second frame is an error."""
 
     JPEG_QUALITY = 95
@@ -529,18 +536,9 @@ class ImageSink:
         self._done = True
         return self.path
 
-    def __enter__(self) -> ImageSink:
-        return self
+    def _cleanup(self) -> None:
+        self._tmp.unlink(missing_ok=True)
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None and not self._done:
-            try:
-                self.commit()
-            except BaseException:
-                self._tmp.unlink(missing_ok=True)
-                raise
-        elif not self._done:
-            self._tmp.unlink(missing_ok=True)
 
 
 def open_sink(
