@@ -89,8 +89,10 @@ def main() -> None:
         f"| training | {steps} steps, {seconds / 60:.1f} min on {platform.machine()} CPU "
         f"({torch.get_num_threads()} threads), torch {torch.__version__} |",
         f"| command | `fvr train --config {a.config}` (config: [{a.config.name}](../../{a.config})) |",
-        "",
     ]
+    if meta.get("teacher"):
+        lines.append(f"| teacher | `{meta['teacher']}` (distilled: `[loss] distill`, docs/train.md) |")
+    lines.append("")
     vals = _val_rows(a.run)
     if vals:
         last = vals[-1]

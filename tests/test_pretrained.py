@@ -227,3 +227,21 @@ def test_training_starts_from_the_packaged_weights(tmp_path: Path, weights_packa
     assert trainer.pretrained_source == "realesr-animevideov3"
     ref = load_animevideov3(4).state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in trainer.net.net.state_dict().items())
+
+
+def test_channels_last_inference_gives_the_same_faces(tmp_path: Path) -> None:
+    """On the CPU a prior's restorer keeps its weights and activations channels-last (faster with oneDNN); the
+    output must be that of the plain network, to float rounding."""
+    arch = ARCHS["prior-compact"]
+    size, config = arch.preset("tiny")
+    torch.manual_seed(0)
+    net = arch.build(config).eval()
+    path = save_weights(tmp_path / "cl.safetensors", arch, config, net, size, "tiny")
+    restorer = restorer_from_weights(path, ARCHS)
+    weight = restorer.net.net.body[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    clip = np.random.default_rng(1).random((3, 3, size, size), dtype=np.float32)
+    lm = np.repeat(face_template(size)[None], 3, 0).astype(np.float32)
+    with torch.no_grad():
+        plain = net(torch.from_numpy(clip)[:, None].contiguous())[:, 0].clamp(0, 1).numpy()
+    np.testing.assert_allclose(restorer(clip, lm), plain, atol=1e-5)

@@ -38,29 +38,30 @@ def _registry_with(folder: Path) -> tuple[ModelRegistry, list[str]]:
 
 
 def test_shipped_files_register_under_their_names_with_device_defaults(tmp_path: Path) -> None:
-    _write(tmp_path, "fvr-prior-fast", extra={"description": "the fast one"})
+    _write(tmp_path, "fvr-prior-rt", extra={"description": "the fast one"})
     _write(tmp_path, "my-baseline")
     reg, names = _registry_with(tmp_path)
-    assert names == ["fvr-prior-fast", "my-baseline"]
-    assert reg.default_for("cpu") == "fvr-prior-fast" and reg.default_for("cuda") == "classical"
+    assert names == ["fvr-prior-rt", "my-baseline"]
+    assert reg.default_for("cpu") == "fvr-prior-rt" and reg.default_for("cuda") == "classical"
     assert reg.default_name == "classical"  # the fallback default is unchanged
-    spec = reg.spec("fvr-prior-fast")
+    spec = reg.spec("fvr-prior-rt")
     assert spec.crop_size == 32 and spec.kind == "cnn" and "shipped" in spec.tags
     assert spec.description == "the fast one" and "shipped weights" in reg.spec("my-baseline").description
     restorer = reg.create(None, device="cpu")  # what `fvr restore` without --model does on a CPU
-    assert restorer.spec.name == "fvr-prior-fast"
+    assert restorer.spec.name == "fvr-prior-rt"
     clip = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     out = restorer(clip, np.zeros((2, 5, 2), np.float32))
     assert out.shape == clip.shape and out.dtype == np.float32
 
 
 def test_quality_file_is_the_cuda_default(tmp_path: Path) -> None:
-    _write(tmp_path, "fvr-prior-fast")
+    _write(tmp_path, "fvr-prior-rt")
     _write(tmp_path, "fvr-prior")
-    _write(tmp_path, "fvr-fast")  # an earlier default: shipped, no longer picked
+    _write(tmp_path, "fvr-prior-fast")  # an earlier default: shipped, no longer picked
+    _write(tmp_path, "fvr-fast")
     reg, _ = _registry_with(tmp_path)
-    assert reg.default_for("cuda") == "fvr-prior" and reg.default_for("cpu") == "fvr-prior-fast"
-    assert SHIPPED_DEFAULTS == {"fvr-prior-fast": ("cpu",), "fvr-prior": ("cuda",)}
+    assert reg.default_for("cuda") == "fvr-prior" and reg.default_for("cpu") == "fvr-prior-rt"
+    assert SHIPPED_DEFAULTS == {"fvr-prior-rt": ("cpu",), "fvr-prior": ("cuda",)}
 
 
 def test_a_default_runs_with_the_stabiliser_its_file_names(tmp_path: Path) -> None:
@@ -68,13 +69,13 @@ def test_a_default_runs_with_the_stabiliser_its_file_names(tmp_path: Path) -> No
     given; asked for by name it runs bare; --stabilise replaces the default's own stabiliser."""
     from fvr.pipeline import RestoreConfig, build_restorer
 
-    _write(tmp_path, "fvr-prior-fast", extra={"default_stabiliser": "flow"})
+    _write(tmp_path, "fvr-prior-rt", extra={"default_stabiliser": "flow-fast"})
     reg, _ = _registry_with(tmp_path)
-    assert reg.default_for("cpu") == "fvr-prior-fast+flow"
-    assert reg.default_for("cpu", with_stabiliser=False) == "fvr-prior-fast"
+    assert reg.default_for("cpu") == "fvr-prior-rt+flow-fast"
+    assert reg.default_for("cpu", with_stabiliser=False) == "fvr-prior-rt"
     wrapped = reg.create(None, device="cpu")
-    assert wrapped.spec.past == wrapped.spec.future == 2 and "flow" in wrapped.spec.name
-    bare = reg.create("fvr-prior-fast", device="cpu")
+    assert wrapped.spec.past == wrapped.spec.future == 1 and wrapped.spec.name.endswith("+flow-fast")
+    bare = reg.create("fvr-prior-rt", device="cpu")
     assert bare.spec.past == bare.spec.future == 0
     causal = build_restorer(RestoreConfig(device="cpu", stabilise="flow-causal"), reg)
     assert causal.spec.future == 0 and causal.spec.past == 2

@@ -112,8 +112,25 @@ def test_causal_stabiliser_never_reads_the_future():
     np.testing.assert_array_equal(a[:5], b[:5])
 
 
+def test_flow_on_smaller_frames_stabilises_alike():
+    """flow_size: flow computed on the crops shrunk to 48² and scaled back up still follows the motion (the
+    vectors are scaled with the image), so flicker falls about as much and moving content is kept."""
+    clean = _moving_clip(step=1.3)
+    restored = _flickering(clean)
+    full = stabilise_clip(restored, clean)
+    small = stabilise_clip(restored, clean, StabiliserConfig(flow_size=48))
+    before = _mean_flicker(restored, clean)
+    assert _mean_flicker(small, clean) < 0.7 * before
+    assert abs(_mean_flicker(small, clean) - _mean_flicker(full, clean)) < 0.15 * before
+    kept = stabilise_clip(clean, clean, StabiliserConfig(flow_size=48))
+    inner = (slice(None), slice(None), slice(12, -12), slice(12, -12))
+    assert 10 * np.log10(1 / float(((kept[inner] - clean[inner]) ** 2).mean())) > 34
+    np.testing.assert_array_equal(stabilise_clip(restored, clean, StabiliserConfig(flow_size=SIZE)), full)
+
+
 def test_config_errors_are_one_line():
-    for bad in ({"window": 9}, {"strength": 1.5}, {"flow_on": "gt"}, {"flow_preset": "slow"}, {"sigma_time": 0}):
+    for bad in ({"window": 9}, {"strength": 1.5}, {"flow_on": "gt"}, {"flow_preset": "slow"}, {"sigma_time": 0},
+                {"flow_size": 16}, {"flow_size": 1.5}):
         with pytest.raises(ConfigError) as err:
             StabiliserConfig(**bad)
         assert "\n" not in str(err.value)
@@ -129,6 +146,10 @@ def test_inline_options_and_method_names():
     stab = make_stabiliser("flow:window=3:strength=0.5")
     assert isinstance(stab, FlowStabiliser) and stab.config.window == 3 and stab.config.strength == 0.5
     assert make_stabiliser("flow-causal").future == 0
+    fast = make_stabiliser("flow-fast")
+    assert (fast.name, fast.config.flow_size, fast.past, fast.future) == ("flow-fast", 256, 1, 1)
+    assert make_stabiliser("flow-fast:window=2").name == "flow"  # options that leave the preset: named as `flow`
+    assert StabilisedRestorer(_Flicker(), fast).spec.name == "flicker+flow-fast"
     assert parse_method("image-baseline+flow") == ("image-baseline", "flow")
     assert parse_method("classical") == ("classical", None)
     with pytest.raises(ConfigError):

@@ -758,3 +758,92 @@ def test_pack_and_train_without_pyav(tmp_path: Path, video: Path, val_video: Pat
     assert start["event"] == "start" and start["degrade_codec"] == "jpeg-standin"
     assert any("val/psnr" in json.loads(x) for x in (gpu / "run" / "log.jsonl").read_text().splitlines())
     assert load_weights(gpu / "run" / "model.safetensors", ARCHS).arch.name == "tiny-test"
+
+
+# ----------------------------------------------------------------------------------------------- distillation
+
+
+def _teacher_file(folder: Path, seed: int = 1) -> Path:
+    """A tiny prior-compact weight file (32² crops) with random weights: a teacher whose outputs are far from the
+    ground truth, so a student that moves towards it can only have learnt it from the distillation term."""
+    from fvr.models.nets import architectures
+    from fvr.models.nets.core import save_weights
+
+    arch = architectures()["prior-compact"]
+    size, config = arch.preset("tiny")
+    torch.manual_seed(seed)
+    net = arch.build(config)
+    with torch.no_grad():
+        net.net.body[-1].bias.add_(0.2)  # a deliberate offset of every output pixel
+    return save_weights(folder / "teacher.safetensors", arch, config, net, size, "tiny")
+
+
+def test_distillation_pulls_the_student_to_the_teacher(tmp_path: Path, video: Path, cache_dir: Path) -> None:
+    """loss.distill with model.teacher: a student trained on the teacher's outputs alone (no ground-truth term)
+    ends much closer to the teacher than it started; the run logs the term and records the teacher."""
+    from fvr.models.nets import architectures
+    from fvr.train import load_config, train
+    from fvr.train.loop import load_teacher
+
+    teacher_path = _teacher_file(tmp_path)
+    cfg = load_config(write_config(tmp_path, video, cache_dir, arch="prior-compact",
+                                   model={"teacher": str(teacher_path)}, loss={"charbonnier": 0.0, "distill": 1.0},
+                                   data={"clip_len": 1}, augment={"hflip": 0.0},
+                                   optim={"steps": 120, "warmup": 0, "lr": 2e-2, "batch_size": 4, "ema": 0.0},
+                                   run={"val_every": 0, "ckpt_every": 0, "log_every": 1}))
+    teacher = load_teacher(str(teacher_path), 32, torch.device("cpu"))
+    assert not any(p.requires_grad for p in teacher.parameters())
+    from fvr.synthetic import moving_face_frames
+
+    faces = np.stack(list(moving_face_frames(4, size=32))).astype(np.float32) / 255.0  # inputs like the crops
+    x = torch.from_numpy(faces).permute(0, 3, 1, 2).unsqueeze(1).contiguous()
+    torch.manual_seed(cfg.run.seed)
+    start = architectures()["prior-compact"].build(load_weights(teacher_path, architectures()).config)
+    with torch.no_grad():
+        target = teacher(x).clamp(0, 1)
+        before = float((start(x) - target).abs().mean())
+    result = train(cfg)
+    assert "loss/distill" in result.losses and "loss/charbonnier" not in result.losses
+    student = load_weights(result.weights, architectures())
+    assert student.metadata["teacher"] == str(teacher_path)
+    with torch.no_grad():
+        after = float((student.net(x) - target).abs().mean())
+    assert after < 0.5 * before, (before, after)
+
+
+@pytest.mark.parametrize("model, loss, fragment", [
+    ({"teacher": "fvr-prior-fast"}, {}, "go together"),
+    ({}, {"distill": 1.0}, "go together"),
+    ({"teacher": "no-such-model"}, {"distill": 1.0}, "neither a .safetensors file nor a model shipped"),
+])
+def test_distillation_config_errors(tmp_path: Path, video: Path, cache_dir: Path, model: dict, loss: dict,
+                                    fragment: str) -> None:
+    from fvr.train import load_config, train
+
+    with pytest.raises(ConfigError, match=fragment):
+        train(load_config(write_config(tmp_path, video, cache_dir, arch="prior-compact", model=model, loss=loss,
+                                       optim={"steps": 1}, run={"val_every": 0, "ckpt_every": 0})))
+
+
+def test_teacher_of_another_crop_is_refused(tmp_path: Path) -> None:
+    from fvr.models.nets import architectures
+    from fvr.models.nets.core import save_weights
+    from fvr.train.loop import load_teacher
+
+    arch = architectures()["unet"]
+    size, config = arch.preset("fast")
+    plain = save_weights(tmp_path / "unet.safetensors", arch, config, arch.build(config), size, "fast")
+    with pytest.raises(ConfigError, match=f"takes {size}² crops, the student 64²"):
+        load_teacher(str(plain), 64, torch.device("cpu"))
+
+
+def test_a_shipped_model_is_a_teacher() -> None:
+    from fvr.models.learned import shipped_weights
+    from fvr.train.loop import load_teacher
+
+    if shipped_weights("fvr-prior-fast") is None:
+        pytest.skip("this installation ships no fvr-prior-fast weights")
+    teacher = load_teacher("fvr-prior-fast", 512, torch.device("cpu"))
+    with torch.no_grad():
+        y = teacher(torch.full((1, 1, 3, 64, 64), 0.5))
+    assert y.shape == (1, 1, 3, 64, 64) and abs(float(y.mean()) - 0.5) < 0.05

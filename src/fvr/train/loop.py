@@ -118,6 +118,26 @@ def build_network(arch, preset: str, options: Mapping[str, Any]) -> tuple[Any, i
     return cfg, size, arch.build(cfg)
 
 
+def load_teacher(teacher: str, crop: int, device: torch.device) -> nn.Module:
+    """The frozen network of ``model.teacher`` (a weights file or a shipped model's name), checked to take
+    ``crop``-sized aligned crops; (B, T, 3, S, S) in, (B, T, 3, S, S) out like any fvr face network."""
+    from fvr.models.learned import shipped_weights
+    from fvr.models.nets import architectures
+    from fvr.models.nets.core import load_weights
+    from fvr.train.config import is_weights_file
+
+    path = Path(teacher) if is_weights_file(teacher) else shipped_weights(teacher)
+    if path is None:
+        raise ConfigError(f"model.teacher: {teacher!r} is neither a .safetensors file nor a model shipped with fvr")
+    loaded = load_weights(path, architectures(), device=str(device))
+    if loaded.arch.uses_prior or loaded.arch.frame_model or loaded.arch.training_loss is not None:
+        raise ConfigError(f"model.teacher: {teacher} ({loaded.arch.name}) is not a plain face network")
+    scale = int(getattr(loaded.config, "scale", 1))
+    if loaded.crop_size != crop and (loaded.arch.pretrained is None or crop % scale):
+        raise ConfigError(f"model.teacher: {teacher} takes {loaded.crop_size}² crops, the student {crop}²")
+    return loaded.net.eval().requires_grad_(False)
+
+
 def resolve_crop_size(config: TrainConfig, archs: Mapping[str, Any] | None = None) -> int:
     """data.crop_size, or the crop size of the architecture's preset when it is 0."""
     if config.data.crop_size:
@@ -362,6 +382,7 @@ class _Trainer:
         from fvr.train.losses import PatchDiscriminator, ReconstructionLoss
 
         self.rec = ReconstructionLoss(c.loss).to(self.device) if self.arch.training_loss is None else None
+        self.teacher = load_teacher(c.model.teacher, self.crop, self.device) if c.model.teacher else None
         self.disc = self.opt_d = None
         if c.loss.gan > 0:
             self.disc = PatchDiscriminator(c.loss.disc_channels).to(self.device).train()
@@ -403,7 +424,7 @@ class _Trainer:
         return TrainBatch(move(batch.lq), move(batch.hq), move(batch.landmarks), move(batch.prior), batch.step)
 
     def train_step(self) -> dict[str, float]:
-        from fvr.train.losses import disc_loss, frames_of, gen_loss, hq_flows
+        from fvr.train.losses import charbonnier, disc_loss, frames_of, gen_loss, hq_flows
 
         c = self.config
         cpu_batch = self.sampler.batch(self.step)
@@ -420,6 +441,11 @@ class _Trainer:
         else:
             pred = self.net(batch.lq, batch.prior)
             loss, terms = self.rec(pred, batch.hq, batch.landmarks, flows)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    taught = self.teacher(batch.lq, None).clamp(0.0, 1.0)
+                terms["distill"] = c.loss.distill * charbonnier(pred, taught, c.loss.charbonnier_eps)
+                loss = loss + terms["distill"]
             logs.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
         gan_on = self.disc is not None and self.step >= c.loss.gan_start
         if gan_on:
@@ -528,7 +554,7 @@ class _Trainer:
         from fvr.models.nets.core import save_weights
 
         c = self.config
-        extra = {"trained_steps": self.step, "pretrained": self.pretrained_source,
+        extra = {"trained_steps": self.step, "pretrained": self.pretrained_source, "teacher": c.model.teacher,
                  "train_seconds": round(self.seconds, 1),
                  "permissive_only": c.data.permissive_only, "train_clips": [Path(n).name for n in self.data_names],
                  "val": self.last_val, "weights": "ema" if self.ema is not None else "raw",
