@@ -63,14 +63,14 @@ def job_baseline(clip: str, out: str, preset: str, crf: str) -> dict:
 
 
 def job_restore(clip: str, out: str, model: str, preset: str, crf: str, every: str, smoothing: str,
-                detect_size: str) -> dict:
+                detect_size: str, model_opts: str = "{}") -> dict:
     t0 = time.perf_counter()
     from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
     from fvr.models import builtin_registry
     from fvr.pipeline import RestoreConfig, restore_video
 
     # start-up, once per process and not per frame: importing torch and the networks, loading the model
-    restorer = builtin_registry().create(model)
+    restorer = builtin_registry().create(model, **json.loads(model_opts))
     config = RestoreConfig(model=model, encode=_encode(preset, int(crf)), detector=DetectorConfig(max_side=int(detect_size)),
                            tracker=TrackerConfig(detect_every=int(every)), smoothing=SmoothingConfig(method=smoothing))
     t1 = time.perf_counter()
@@ -143,6 +143,8 @@ def main() -> None:
     ap.add_argument("--smoothing", default="gaussian", help="landmark smoothing of the restore job")
     ap.add_argument("--detect-size", type=int, default=960, help="detector input: longest side (restore job)")
     ap.add_argument("--height", type=int, default=0, help="rescale each clip to this height first (0 = as is)")
+    ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the model's loader, as fvr restore --model-opt (e.g. precision=float32)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -153,6 +155,9 @@ def main() -> None:
                   "detector": lambda: job_detector(rest[0], int(rest[1]), int(rest[2]))}[kind]()
         print(json.dumps(result))
         return
+    from fvr.cli import _model_options
+
+    opts = _model_options(a.model_opt, None)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in a.clips:
@@ -163,14 +168,14 @@ def main() -> None:
             enc = [a.preset, str(a.crf)]
             base = _child(["baseline", clip, f"{tmp}/base.mp4", *enc])
             rest = _child(["restore", clip, f"{tmp}/rest.mp4", a.model, *enc, str(a.detect_every), a.smoothing,
-                           str(a.detect_size)])
+                           str(a.detect_size), json.dumps(opts)])
             det = _child(["detector", clip, str(a.detect_every), str(a.detect_size)])
-            rows.append({"clip": name, "model": a.model, "preset": a.preset, "crf": a.crf,
+            rows.append({"clip": name, "model": a.model, "model_opts": opts, "preset": a.preset, "crf": a.crf,
                          "detect_every": a.detect_every, "smoothing": a.smoothing, "detect_size": a.detect_size,
                          "baseline": base,
                          "restore": rest, "detector": det})
             print(f"done {clip}", file=sys.stderr)
-    print(f"model {a.model}, x264 {a.preset} CRF {a.crf}, detector every {a.detect_every} frame(s) at "
+    print(f"model {a.model} {opts or ''}, x264 {a.preset} CRF {a.crf}, detector every {a.detect_every} frame(s) at "
           f"{a.detect_size} px, smoothing {a.smoothing}")
     print("| clip | frames | decode+encode fps | fvr restore fps | ratio | fps with start-up (s) "
           "| peak RSS base / fvr (MB) | detector ms/frame | tracks | ID switches |")

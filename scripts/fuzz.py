@@ -1,14 +1,16 @@
 """Fuzz and fault suite for `fvr restore`: mutate valid inputs, run the command on each, check the contract.
 
 For every mutated input (byte flips, truncation at a random point, zeroed ranges, swapped or resized MP4/MKV
-boxes, random headers) it runs `fvr restore IN -o OUT --model identity -q` in this process and asserts:
+boxes, random headers) it runs `fvr restore IN -o OUT --model identity -q --json` in this process and asserts:
 
 - no traceback and no "internal error" on stderr;
 - the exit code is in the documented set (0 done, 2 bad input, 3 output problem, 4 bad option);
-- exit 0: the output exists and decodes; exit != 0: one error line, and no output;
+- exit 0: the output exists and decodes, with as many frames as the intact input had, or else the run's report
+  (`--json`) carries a corrupt-input warning (a shortened output is never silent); exit != 0: one error line,
+  and no output;
 - nothing left behind in the output folder (no temporary files, no job folders).
 
-    python scripts/fuzz.py --cases 2000 --seed 1 --json out/fuzz.json
+    python scripts/fuzz.py --cases 2000 --seed 7 --json out/fuzz-2000.json
 
 prints the counts per mutation and per exit code, and exits 1 when any case broke the contract (the failures
 are listed with the seed and case number, which reproduce them: `--only N`). A case that runs longer than
@@ -189,8 +191,10 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise _Hang()
 
 
-def run_case(case: int, seed: Path, mutation: str, data: bytes, work: Path, timeout: float) -> CaseResult:
-    """Run `fvr restore` on one mutated input in a fresh folder and check the contract."""
+def run_case(case: int, seed: Path, mutation: str, data: bytes, work: Path, timeout: float,
+             intact_frames: int = 0) -> CaseResult:
+    """Run `fvr restore` on one mutated input in a fresh folder and check the contract (``intact_frames``: the
+    frame count of the unmutated seed; 0 = do not compare)."""
     from fvr.cli import main
 
     folder = work / f"case-{case}"
@@ -201,15 +205,15 @@ def run_case(case: int, seed: Path, mutation: str, data: bytes, work: Path, time
     out_dir.mkdir()
     # photos go to an image, videos to a video: both output kinds are exercised
     out = out_dir / ("out.png" if seed.suffix in (".png", ".jpg") else "out.mp4")
-    stderr = io.StringIO()
+    stderr, stdout = io.StringIO(), io.StringIO()
     t0 = time.perf_counter()
     code: int | None = None
     problem = ""
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        with contextlib.redirect_stderr(stderr):
-            code = main(["restore", str(bad), "-o", str(out), "--model", "identity", "-q"])
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            code = main(["restore", str(bad), "-o", str(out), "--model", "identity", "-q", "--json"])
     except _Hang:
         problem = f"hang: still running after {timeout:.0f} s"
     except BaseException as exc:  # noqa: BLE001 - main() must not raise; record what escaped
@@ -222,12 +226,21 @@ def run_case(case: int, seed: Path, mutation: str, data: bytes, work: Path, time
     # rich wraps long lines at the console width: join them before counting "lines"
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not problem:
-        problem = _check(code, text, lines, out, out_dir)
+        problem = _check(code, text, lines, out, out_dir, _warnings(stdout.getvalue()), intact_frames)
     shutil.rmtree(folder, ignore_errors=True)
     return CaseResult(case, seed.name, mutation, code, not problem, problem, round(seconds, 3))
 
 
-def _check(code: int | None, text: str, lines: list[str], out: Path, out_dir: Path) -> str:
+def _warnings(stdout: str) -> list[str]:
+    """The warnings of `fvr restore --json`'s report (none when it printed no report)."""
+    try:
+        return list(json.loads(stdout).get("warnings", []))
+    except (json.JSONDecodeError, AttributeError):
+        return []
+
+
+def _check(code: int | None, text: str, lines: list[str], out: Path, out_dir: Path, warnings: list[str],
+           intact_frames: int) -> str:
     if "Traceback" in text:
         return "traceback on stderr"
     if "internal error" in text:
@@ -241,9 +254,11 @@ def _check(code: int | None, text: str, lines: list[str], out: Path, out_dir: Pa
         if not out.exists():
             return "exit 0 but no output"
         try:
-            _decodes(out)
+            frames = _decodes(out)
         except Exception as exc:  # noqa: BLE001
             return f"exit 0 but the output does not decode: {exc}"
+        if intact_frames and frames < intact_frames and not any("corrupt input" in w for w in warnings):
+            return f"exit 0 with {frames} of {intact_frames} frames and no corrupt-input warning (silent loss)"
         return ""
     if out.exists():
         return f"exit {code} but an output was written"
@@ -254,13 +269,15 @@ def _check(code: int | None, text: str, lines: list[str], out: Path, out_dir: Pa
     return ""
 
 
-def _decodes(path: Path) -> None:
+def _decodes(path: Path) -> int:
+    """The number of frames ``path`` decodes to (ValueError when none)."""
     from fvr.io import MediaSource
 
     with MediaSource(path) as src:
         n = sum(1 for _ in src.frames())
     if n < 1:
         raise ValueError("no frames")
+    return n
 
 
 def fuzz(cases: int, seed: int, *, only: int | None = None, case_timeout: float = 60.0,
@@ -273,13 +290,14 @@ def fuzz(cases: int, seed: int, *, only: int | None = None, case_timeout: float 
     with tempfile.TemporaryDirectory(prefix="fvr-fuzz-") as tmp:
         work = Path(tmp)
         seeds = make_seeds(work)
+        intact = {path: _decodes(path) for path in seeds}
         names = sorted(MUTATIONS)
         for case in range(cases) if only is None else [only]:
             rng = np.random.default_rng([seed, case])
             source = seeds[case % len(seeds)]
             mutation = names[(case // len(seeds)) % len(names)]
             data = MUTATIONS[mutation](source.read_bytes(), rng)
-            result = run_case(case, source, mutation, data, work, case_timeout)
+            result = run_case(case, source, mutation, data, work, case_timeout, intact[source])
             logging.getLogger().handlers.clear()  # each main() call installs its own handler
             summary.cases += 1
             summary.by_mutation[mutation] += 1

@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--half", action="store_true", help="store float16 tensors")
     ap.add_argument("--default-stabiliser", help="stabiliser the default model runs with (e.g. flow)")
     ap.add_argument("--crop-size", type=int, help="aligned crop the model runs at (default: its training crop)")
+    ap.add_argument("--default-detail", type=float,
+                    help="pretrained priors: input-detail pass-through the model runs with, 0..1 (--model-opt detail)")
     ap.add_argument("--out", type=Path, help="write here instead of src/fvr/weights/NAME.safetensors")
     a = ap.parse_args()
     meta = read_metadata(a.weights)
@@ -71,6 +73,10 @@ def main() -> None:
         print(f"perceptual end: {len(differ)} of {len(other)} tensors differ")
     if a.default_stabiliser:
         meta = {**meta, "default_stabiliser": a.default_stabiliser}
+    if a.default_detail is not None:
+        if not 0.0 <= a.default_detail <= 1.0:
+            raise SystemExit(f"--default-detail must be in [0, 1], got {a.default_detail}")
+        meta = {**meta, "default_detail": str(a.default_detail)}
     if a.crop_size:
         meta = {**meta, "crop_size": str(a.crop_size), "train_crop_size": meta.get("crop_size", "")}
     if a.half:

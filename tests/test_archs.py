@@ -125,8 +125,9 @@ def test_restorer_contract_and_weight_round_trip(name, tmp_path):
     assert loaded.arch.name == name and loaded.crop_size == size
     with torch.no_grad():
         assert torch.equal(_run(arch, net, x, lm), _run(arch, loaded.net, x, lm))
-    # the registry loads the same file by path (what `fvr restore --model FILE.safetensors` does)
-    again = builtin_registry(plugins=False).create(str(path))
+    # the registry loads the same file by path (what `fvr restore --model FILE.safetensors` does); float32, as the
+    # network above (pretrained priors compute in bfloat16 by default where the CPU has it)
+    again = builtin_registry(plugins=False).create(str(path), precision="float32")
     np.testing.assert_allclose(again(clip, lm[0].numpy()), out, atol=1e-6)
 
 

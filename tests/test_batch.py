@@ -228,3 +228,21 @@ def test_cli_batch(cluster: None, clips: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(argv[:2] + argv[3:-1] + ["--resume", "-q"]) == 0
     assert (out / "a.mp4").stat().st_mtime_ns == before
     assert json.loads((out / "batch-summary.json").read_text())["videos"][0]["skipped"]
+
+
+def test_analysis_task_passes_on_the_inputs_warnings(tmp_path: Path) -> None:
+    """The analysis task (run in-process here) returns pass 1's corrupt-input warning with its plan, so the batch
+    summary tells about damaged inputs as `fvr restore` does."""
+    from fvr.batch import analyse_video
+
+    clean = write_video(tmp_path / "in.mp4", face_clip(16, 128))
+    data = bytearray(clean.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 200] = np.random.default_rng(0).integers(0, 256, 200, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    config = RestoreConfig(model="identity")
+    plan = analyse_video(str(bad), str(tmp_path / "out" / "bad.mp4"), config, 5, False, 1, (0, 0))
+    assert any("corrupt input" in w for w in plan["warnings"])
+    plan = analyse_video(str(clean), str(tmp_path / "out" / "in.mp4"), config, 5, False, 1, (0, 0))
+    assert plan["warnings"] == []

@@ -151,6 +151,28 @@ def test_bench_real_mode_smoke(clip_dir, tmp_path):
     assert not (out2 / "crops.png").exists() and data2["clips"][0]["results"]["bicubic"]["crop"]["brisque"] is not None
 
 
+def test_bench_runs_model_files_and_stabiliser_files(clip_dir, tmp_path):
+    """Methods named by files (a weights file, with a stabiliser given by its path) run and are measured: their
+    names carry a suffix and path separators, which must not turn into an output type or nested folders."""
+    from fvr.models.nets import architectures, save_weights
+
+    archs = architectures()
+    arch = archs["prior-compact"]
+    size, config = arch.preset("tiny")
+    model = save_weights(tmp_path / "mine.safetensors", arch, config, arch.build(config), 64, "tiny")
+    stab_arch = archs["stabiliser"]
+    s_size, s_config = stab_arch.preset("tiny")
+    (tmp_path / "st").mkdir()
+    stab = save_weights(tmp_path / "st" / "stab.safetensors", stab_arch, s_config, stab_arch.build(s_config), s_size,
+                        "tiny")
+    methods = (f"{model}+flow-fast", f"classical+{stab}")
+    data = run_bench(BenchConfig(data=clip_dir, out=tmp_path / "files", methods=methods, real=True, frames=6,
+                                 upscale=1, isolate=False))
+    results = data["clips"][0]["results"]
+    assert set(results) == {"mine.safetensors+flow-fast", f"classical+{stab}"}
+    assert all(r["crop"]["brisque"] is not None for r in results.values())
+
+
 @pytest.mark.slow
 def test_cli_bench_isolated_run(clip_dir, tmp_path, capsys):
     out = tmp_path / "cli"

@@ -233,3 +233,82 @@ def test_time_base_kept(tmp_path: Path) -> None:
     src = write_video(tmp_path / "in.mp4", face_clip(5, 64), time_base=Fraction(1, 90000))
     info = probe(src)
     assert info.fps == 25
+
+
+class _ClosingProbe:
+    """Stands in for a source's container at close time and records FFmpeg's log level then."""
+
+    def __init__(self, container: av.container.InputContainer):
+        self.container, self.level_at_close = container, "not closed"
+
+    def close(self) -> None:
+        self.level_at_close = av.logging.get_level()
+        self.container.close()
+
+
+def test_abandoned_pass_ends_before_its_container_closes(tmp_path: Path) -> None:
+    """A pass left mid-way (a failed segment, --resume) is ended, and the container is closed with FFmpeg's
+    logging off: closing joins frame threads under the GIL, and a thread logging then would hang for ever."""
+    import av.logging
+
+    src = write_video(tmp_path / "in.mp4", face_clip(30, 64))
+    before = av.logging.get_level()
+    s = MediaSource(src)
+    it = s.frames()
+    next(it)
+    assert av.logging.get_level() == av.logging.ERROR  # the pass captures FFmpeg's error reports
+    probe_ = _ClosingProbe(s._container)
+    s._container = probe_  # type: ignore[assignment]
+    s.close()
+    assert probe_.level_at_close is None
+    assert av.logging.get_level() == before  # the abandoned pass's clean-up ran at close, not at GC
+    assert list(it) == []  # and it yields nothing more
+
+
+def test_closing_one_source_keeps_another_pass_capturing(tmp_path: Path) -> None:
+    """Closing a second source (a segment's reader) mid-way through a pass must not switch that pass's error
+    capture off: corrupt data after that point would go unreported."""
+    import av.logging
+
+    a = write_video(tmp_path / "a.mp4", face_clip(12, 64))
+    b = write_video(tmp_path / "b.mp4", face_clip(12, 64))
+    before = av.logging.get_level()
+    with MediaSource(a) as sa:
+        frames_a = sa.frames()
+        next(frames_a)
+        with MediaSource(b) as sb:
+            next(sb.frames())
+        assert av.logging.get_level() == av.logging.ERROR
+        assert sum(1 for _ in frames_a) == 11
+    assert av.logging.get_level() == before
+
+
+def test_seek_pass_ends_on_close(tmp_path: Path) -> None:
+    import av.logging
+
+    src = write_video(tmp_path / "in.mp4", face_clip(30, 64))
+    before = av.logging.get_level()
+    with MediaSource(src) as s:
+        pts = np.array([f.pts for f in s.frames()])
+        it = s.frames_from(10, pts)
+        assert next(it).index == 10
+    assert av.logging.get_level() == before
+    assert list(it) == []
+
+
+def test_passes_ending_out_of_order_put_the_log_level_back(tmp_path: Path) -> None:
+    """The benchmark reads several videos in step and their passes end in any order: FFmpeg's log level (one per
+    process) must come back to what it was before the first pass, not to a level some other pass saved."""
+    import av.logging
+
+    a = write_video(tmp_path / "a.mp4", face_clip(6, 64))
+    b = write_video(tmp_path / "b.mp4", face_clip(9, 64))
+    before = av.logging.get_level()
+    with MediaSource(a) as sa, MediaSource(b) as sb:
+        pa, pb = sa.frames(), sb.frames()
+        next(pa)
+        next(pb)  # b starts while a runs ...
+        assert sum(1 for _ in pa) == 5  # ... a ends first
+        assert av.logging.get_level() == av.logging.ERROR  # b still captures
+        assert sum(1 for _ in pb) == 8
+    assert av.logging.get_level() == before

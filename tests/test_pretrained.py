@@ -151,9 +151,7 @@ def test_fidelity_errors_are_one_line(tmp_path: Path) -> None:
     path, *_ = _two_ends(tmp_path)
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         restorer_from_weights(path, ARCHS, fidelity=1.5)
-    arch = ARCHS["prior-compact"]
-    size, config = arch.preset("tiny")
-    single = save_weights(tmp_path / "one.safetensors", arch, config, arch.build(config), size, "tiny")
+    single, _ = _tiny_file(tmp_path, stem="one")
     with pytest.raises(ConfigError, match="one weight set"):
         restorer_from_weights(single, ARCHS, fidelity=0.5)
 
@@ -237,7 +235,7 @@ def test_channels_last_inference_gives_the_same_faces(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = arch.build(config).eval()
     path = save_weights(tmp_path / "cl.safetensors", arch, config, net, size, "tiny")
-    restorer = restorer_from_weights(path, ARCHS)
+    restorer = restorer_from_weights(path, ARCHS, precision="float32")
     weight = restorer.net.net.body[0].weight
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     clip = np.random.default_rng(1).random((3, 3, size, size), dtype=np.float32)
@@ -245,3 +243,88 @@ def test_channels_last_inference_gives_the_same_faces(tmp_path: Path) -> None:
     with torch.no_grad():
         plain = net(torch.from_numpy(clip)[:, None].contiguous())[:, 0].clamp(0, 1).numpy()
     np.testing.assert_allclose(restorer(clip, lm), plain, atol=1e-5)
+
+
+def _tiny_file(tmp_path: Path, arch_name: str = "prior-compact", stem: str = "p") -> tuple[Path, int]:
+    """A weights file of ``arch_name``'s tiny preset (seeded random weights) and its crop size."""
+    arch = ARCHS[arch_name]
+    size, config = arch.preset("tiny")
+    torch.manual_seed(0)
+    return save_weights(tmp_path / f"{stem}.safetensors", arch, config, arch.build(config).eval(), size, "tiny"), size
+
+
+def test_bfloat16_inference_stays_within_an_8_bit_level(tmp_path: Path) -> None:
+    """precision=bfloat16 (the CPU default for priors where the CPU has native bfloat16) computes the convolutions
+    in bfloat16 and returns float32 faces within about one 8-bit level of the float32 run."""
+    path, size = _tiny_file(tmp_path)
+    clip = np.random.default_rng(2).random((4, 3, size, size), dtype=np.float32)
+    lm = np.repeat(face_template(size)[None], 4, 0).astype(np.float32)
+    full = restorer_from_weights(path, ARCHS, precision="float32")
+    half = restorer_from_weights(path, ARCHS, precision="bfloat16")
+    assert (full.dtype, half.dtype) == (torch.float32, torch.bfloat16)
+    a, b = full(clip, lm), half(clip, lm)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    diff = np.abs(a - b)
+    assert 0 < diff.max() < 2 / 255  # not the float32 path, and not far from it
+    assert diff.mean() < 0.25 / 255
+
+
+def test_auto_precision_follows_the_cpu_and_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fvr.models.nets import core
+
+    path, _ = _tiny_file(tmp_path)
+    monkeypatch.setattr(core, "cpu_has_native_bf16", lambda: True)
+    assert restorer_from_weights(path, ARCHS).dtype == torch.bfloat16
+    assert core.inference_dtype("auto", "cpu", pretrained=False) == torch.float32  # from-scratch nets keep float32
+    monkeypatch.setattr(core, "cpu_has_native_bf16", lambda: False)  # emulated bfloat16 would be slower
+    assert restorer_from_weights(path, ARCHS).dtype == torch.float32
+    assert restorer_from_weights(path, ARCHS, precision="bfloat16").dtype == torch.bfloat16  # asked for: obeyed
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        restorer_from_weights(path, ARCHS, precision="fp8")
+    with pytest.raises(ConfigError, match="for CPUs"):
+        core.inference_dtype("bfloat16", "cuda", pretrained=True)
+
+
+def test_precision_is_a_model_option(tmp_path: Path) -> None:
+    from fvr.models import builtin_registry
+
+    path, _ = _tiny_file(tmp_path)
+    assert builtin_registry().create(str(path), precision="float32").dtype == torch.float32
+    assert builtin_registry().create("fvr-prior-rt", precision="bfloat16").dtype == torch.bfloat16
+
+
+def test_detail_pass_through_adds_back_only_what_the_network_could_not_see(tmp_path: Path) -> None:
+    """detail = 1 adds the crop's band above the network's input (crop - bicubic-up(area-down(crop))): nearly
+    nothing on a face up-sampled from the network's input size, the input's own fine detail on a sharp face."""
+    from torch.nn import functional as F
+
+    path, size = _tiny_file(tmp_path)
+    lm = np.repeat(face_template(size)[None], 2, 0).astype(np.float32)
+    plain = restorer_from_weights(path, ARCHS, precision="float32")
+    full = restorer_from_weights(path, ARCHS, precision="float32", detail=1.0)
+    sharp = np.random.default_rng(3).random((2, 3, size, size), dtype=np.float32)
+    x = torch.from_numpy(sharp)
+    band = (x - F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="bicubic", align_corners=False)).numpy()
+    a, b = plain.net(x[:, None])[:, 0].detach().numpy(), full.net(x[:, None])[:, 0].detach().numpy()
+    np.testing.assert_allclose(b - a, band, atol=1e-5)
+    soft = F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1).numpy()
+    gap_soft = np.abs(full(soft, lm) - plain(soft, lm)).mean()
+    gap_sharp = np.abs(full(sharp, lm) - plain(sharp, lm)).mean()
+    assert gap_soft < 0.1 * gap_sharp
+
+
+def test_detail_default_comes_from_the_file_and_is_checked(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    path, _ = _tiny_file(tmp_path)
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+    save_file(load_file(str(path)), str(tmp_path / "d.safetensors"), metadata={**meta, "default_detail": "0.5"})
+    assert restorer_from_weights(tmp_path / "d.safetensors", ARCHS).net.detail == 0.5
+    assert restorer_from_weights(tmp_path / "d.safetensors", ARCHS, detail=0.0).net.detail == 0.0
+    assert restorer_from_weights(path, ARCHS).net.detail == 0.0
+    with pytest.raises(ConfigError, match=r"detail must be in \[0, 1\]"):
+        restorer_from_weights(path, ARCHS, detail=2.0)
+    other, _ = _tiny_file(tmp_path, "unet", "u")
+    with pytest.raises(ConfigError, match="pretrained priors only"):
+        restorer_from_weights(other, ARCHS, detail=0.5)

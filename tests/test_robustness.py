@@ -194,6 +194,25 @@ def test_corrupt_input_is_counted_and_warned(corrupt: Path, clip: Path, tmp_path
     assert "--strict" in caplog.text
 
 
+def test_segmented_job_reports_corrupt_input(corrupt: Path, tmp_path: Path) -> None:
+    """A video long enough for segments (or of unknown length) goes through the job path: its report must carry
+    the corrupt-input warning of pass 1 like a single-pass run's, also when the job is resumed in a later run."""
+    from fvr.jobs import _restore_job, job_dir, restore_video_job
+    from fvr.pipeline import RestoreConfig
+
+    out = tmp_path / "out.mp4"
+    report = restore_video_job(corrupt, out, RestoreConfig(model="identity"), segment_frames=5,
+                               segments_per_process=0)
+    assert report.frames > 0 and any("corrupt input" in w for w in report.warnings)
+    # stopped after one segment, then resumed: pass 1 is not run again, its warning comes from the job's metadata
+    again = tmp_path / "again.mp4"
+    config = RestoreConfig(model="identity")
+    assert _restore_job(corrupt, again, config, 5, False, None, None, max_segments=1) is None
+    assert job_dir(again).is_dir()
+    resumed = restore_video_job(corrupt, again, config, segment_frames=5, segments_per_process=0, resume=True)
+    assert any("corrupt input" in w for w in resumed.warnings)
+
+
 def test_strict_refuses_corrupt_input_and_writes_nothing(corrupt: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.mp4"
@@ -202,6 +221,27 @@ def test_strict_refuses_corrupt_input_and_writes_nothing(corrupt: Path, tmp_path
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "corrupt input refused (--strict)" in lines[0]
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_truncated_matroska_is_reported_and_refused_by_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              suffix: str) -> None:
+    """Matroska/WebM state no frame count, so a cut file cannot be caught by counting frames; the demuxer's own
+    report ("File ended prematurely", made while the file is probed when it is short) must reach the warning."""
+    codec = "libvpx-vp9" if suffix == ".webm" else "libx264"
+    whole = write_video(tmp_path / f"whole{suffix}", face_clip(12, 96), codec=codec)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with MediaSource(whole) as src:
+        assert sum(1 for _ in src.frames()) == 12 and not src.decode_errors
+    with MediaSource(cut) as src:
+        kept = sum(1 for _ in src.frames())
+        assert 0 < kept < 12 and src.decode_errors and "ended prematurely" in src.decode_errors.summary()
+    out = tmp_path / "out.mp4"
+    code, err = run(["restore", str(cut), "-o", str(out), "--model", "identity", "-q", "--strict"], capsys)
+    assert code == 2 and "corrupt input refused (--strict)" in err and not out.exists()
+    code, err = run(["restore", str(cut), "-o", str(out), "--model", "identity"], capsys)
+    assert code == 0 and "corrupt input" in err and out.exists()
 
 
 def test_clean_input_passes_strict(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -210,6 +210,26 @@ def test_learned_stabiliser_wraps_any_restorer(tmp_path):
     np.testing.assert_allclose(off(clean, lms), _Flicker()(clean, lms), atol=1e-6)
 
 
+def test_learned_stabiliser_fuses_at_its_trained_flow_size(tmp_path):
+    """A stabiliser trained with ``flow_size`` (the fusion of ``flow-fast``) refines that fusion at restore time:
+    with the blend saturated to the fused estimate (m = 1, r = 0) its output is the training-free stabiliser's."""
+    from dataclasses import replace
+
+    arch = architectures()["stabiliser"]
+    size, config = arch.preset("tiny")
+    config = replace(config, flow_size=48)
+    net = arch.build(config)
+    with torch.no_grad():
+        net.body[-1].bias.copy_(torch.tensor([30.0, 0.0, 0.0, 0.0]))  # sigmoid(30) = 1: all fused
+    path = save_weights(tmp_path / "stab-fs.safetensors", arch, config, net, size, "tiny")
+    stab = make_stabiliser(str(path))
+    clean = _moving_clip()
+    restored = _Flicker()(clean, np.zeros((len(clean), 5, 2), np.float32))
+    expected = stabilise_clip(restored, clean, StabiliserConfig(window=1, flow_size=48))
+    np.testing.assert_allclose(stab(restored, clean), expected, atol=1e-5)
+    assert np.abs(expected - stabilise_clip(restored, clean, StabiliserConfig(window=1))).max() > 1e-3
+
+
 def test_learned_stabiliser_file_runs_its_base_as_a_model(tmp_path):
     path, _ = _tiny_stabiliser(tmp_path)  # base: classical, any crop size
     restorer = builtin_registry(plugins=False).create(str(path))

@@ -70,6 +70,7 @@ class VideoResult:
     resumed_segments: int = 0  # segments an earlier, interrupted run had already finished
     skipped: bool = False  # finished by an earlier run of the same batch (resume): not redone
     fingerprint: str = ""  # input file identity + settings: what resume compares
+    warnings: list[str] = field(default_factory=list)  # about the input (corrupt data), as fvr restore reports them
 
     @property
     def fps(self) -> float:
@@ -275,7 +276,8 @@ def analyse_video(input: str, output: str, config: RestoreConfig, segment_frames
     segments = job.segments
     return {"folder": str(folder), "fps": fps, "num_frames": job.meta["num_frames"],
             "segments": [(s.index, s.start, s.stop) for s in segments],
-            "done": [job.done(s) for s in segments], "tracks": counts["tracks"]}
+            "done": [job.done(s) for s in segments], "tracks": counts["tracks"],
+            "warnings": list(job.meta.get("warnings", []))}
 
 
 def join_video(input: str, output: str, folder: str, segments: list[tuple[int, int, int]],
@@ -615,6 +617,7 @@ class _Scheduler:
     def _analysed(self, video: _Video, plan: dict[str, Any]) -> None:
         video.plan = plan
         video.result.segments = len(plan["segments"])
+        video.result.warnings = list(plan.get("warnings", []))
         if not plan["segments"]:
             self._fail(video, f"{video.result.input} has no frames")
             return

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 import numpy as np
@@ -56,6 +56,7 @@ from fvr.pipeline import (
     _Restorer,
     build_restorer,
     decode_warnings,
+    input_warnings,
 )
 from fvr.signals import Interrupted
 
@@ -150,11 +151,20 @@ class Job:
         return np.load(self.folder / "pts.npy", allow_pickle=False)
 
 
+class FirstPass(NamedTuple):
+    """What pass 1 of a segmented job found: the raw face tracks, every frame's timestamp ((N,) int64), and the
+    warnings about the input (corrupt data) that the job's report must carry, also when it is resumed later."""
+
+    tracks: FaceTracks
+    pts: np.ndarray
+    warnings: list[str]
+
+
 def open_job(input: Path, output: Path, config: RestoreConfig, segment_frames: int, *, resume: bool,
-             analyse: Callable[[], tuple[FaceTracks, np.ndarray]]) -> Job:
+             analyse: Callable[[], FirstPass]) -> Job:
     """The job for (input, output, settings): resumed from its folder when ``resume`` and the folder describes
-    the same input and settings; otherwise a fresh one (``analyse()`` -> (raw FaceTracks, (N,) frame pts) runs
-    pass 1, see :func:`analyse_with_pts`)."""
+    the same input and settings; otherwise a fresh one (``analyse()`` runs pass 1, see :func:`analyse_with_pts`;
+    its warnings are kept in the job's metadata as ``warnings``)."""
     folder = job_dir(output)
     identity = {**_input_identity(input), "settings": settings_key(config, segment_frames)}
     meta_path = folder / "job.json"
@@ -176,12 +186,12 @@ def open_job(input: Path, output: Path, config: RestoreConfig, segment_frames: i
         folder.mkdir(parents=True)
     except OSError as exc:
         raise OutputError(f"cannot create the job folder {folder}: {reason(exc)}") from None
-    raw, pts = analyse()
+    raw, pts, warnings = analyse()
     save_tracks(raw, folder / "tracks.npz")
     np.save(folder / "pts.npy", np.asarray(pts, dtype=np.int64))
     plan = plan_segments(raw.num_frames, segment_frames, raw.scene_cuts)
     meta = {"format": JOB_FORMAT, **identity, "segment_frames": segment_frames, "num_frames": raw.num_frames,
-            "segments": [[s.start, s.stop] for s in plan]}
+            "segments": [[s.start, s.stop] for s in plan], "warnings": list(warnings)}
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(meta_path)
@@ -189,8 +199,9 @@ def open_job(input: Path, output: Path, config: RestoreConfig, segment_frames: i
 
 
 def analyse_with_pts(source: MediaSource, config: RestoreConfig,
-                     progress: ProgressCallback | None = None) -> tuple[FaceTracks, np.ndarray]:
-    """Pass 1 (:func:`fvr.pipeline.analyse_source`) that also records every frame's timestamp."""
+                     progress: ProgressCallback | None = None) -> FirstPass:
+    """Pass 1 (:func:`fvr.pipeline.analyse_source`) that also records every frame's timestamp and the input's
+    warnings (logged here)."""
     pts: list[int] = []
     total = source.info.num_frames
 
@@ -204,8 +215,8 @@ def analyse_with_pts(source: MediaSource, config: RestoreConfig,
             progress("analyse", i + 1, total)
 
     tracks = analyse_frames(frames(), make_detector(config.detector), config.tracker, on_frame=on_frame)
-    decode_warnings(source)
-    return tracks, np.asarray(pts, dtype=np.int64)
+    warnings = input_warnings(source) + decode_warnings(source)
+    return FirstPass(tracks, np.asarray(pts, dtype=np.int64), warnings)
 
 
 # --------------------------------------------------------------------------------------------------- segments
@@ -369,7 +380,7 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
     analysed: list[bool] = []
     with MediaSource(in_path, sequence_fps=config.sequence_fps, strict=config.strict) as source:
 
-        def analyse() -> tuple[FaceTracks, np.ndarray]:
+        def analyse() -> FirstPass:
             analysed.append(True)
             return analyse_with_pts(source, config, progress)
 
@@ -400,7 +411,9 @@ def _restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_f
         info = source.info
     shutil.rmtree(job.folder, ignore_errors=True)
     t2 = time.perf_counter()
-    warnings = [] if counts["tracks"] else ["no faces found: the output is the input re-encoded"]
+    warnings = list(job.meta.get("warnings", []))
+    if not counts["tracks"]:
+        warnings.append("no faces found: the output is the input re-encoded")
     return RestoreReport(
         input=str(in_path), output=str(out_path), model=restorer.spec.name, frames=frames,
         width=info.width * config.upscale, height=info.height * config.upscale, tracks=counts["tracks"],

@@ -48,6 +48,7 @@ from fvr.io import (
 )
 from fvr.io.sink import VIDEO_SUFFIXES
 from fvr.models import ModelRegistry, Restorer, builtin_registry
+from fvr.models.base import chw_clip
 from fvr.models.registry import resolve_device
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ class _TrackRunner:
         if not self.pending:
             return []
         context = list(self.history) + self.pending
-        clip = np.stack([c.crop.transpose(2, 0, 1) for c in context]).astype(np.float32, copy=False)
+        clip = chw_clip([c.crop for c in context])
         lms = np.stack([c.landmarks for c in context]).astype(np.float32)
         keep = len(self.pending) if final else len(self.pending) - self.restorer.spec.future
         if self.carry:

@@ -22,6 +22,7 @@ import fnmatch
 import json
 import logging
 import multiprocessing
+import os
 import platform
 import resource
 import shutil
@@ -306,6 +307,11 @@ def _degraded_clip(clip: Path, config: BenchConfig) -> tuple[Path, dict]:
     return lq, json.loads(sidecar.read_text())
 
 
+def _folder_name(method: str) -> str:
+    """A method's name as one folder name (a stabiliser file in the name brings its path separators)."""
+    return method.replace(os.sep, "_").replace("/", "_")
+
+
 def _run_methods(methods: list[BenchMethod], lq: Path, work: Path, upscale: int, fps: float | None,
                  config: BenchConfig, label: str, progress: BenchProgress | None) -> dict[str, dict]:
     runs = {}
@@ -313,10 +319,11 @@ def _run_methods(methods: list[BenchMethod], lq: Path, work: Path, upscale: int,
     for i, method in enumerate(methods):
         if progress is not None:
             progress(f"{label}: {method.name}", i, len(methods))
-        out_dir = work / method.name
+        out_dir = work / _folder_name(method.name)
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        job = MethodJob(method, str(lq), str(out_dir), upscale, fps, config.mask_coverage)
+        # a trailing separator: a PNG-frame folder whatever the method's name looks like ("x.onnx", "m.safetensors+flow")
+        job = MethodJob(method, str(lq), f"{out_dir}{os.sep}", upscale, fps, config.mask_coverage)
         runs[method.name] = _run_job(job, config.isolate)
         runs[method.name]["output"] = out_dir
     return runs

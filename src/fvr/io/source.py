@@ -8,7 +8,8 @@ display matrix) is applied to the pixels.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -179,6 +180,8 @@ class MediaSource:
         self._container: av.container.InputContainer | None = None
         self._images: list[Path] = []
         self._consumed = False  # a pass has read the container: the next pass must reopen it
+        self._pass: Generator | None = None  # the decoding pass in progress (ended before the container closes)
+        self._open_log: list[tuple[int, str, str]] = []  # FFmpeg's reports while the pass's container was opened
         if not self.path.exists():
             raise InputError(f"input not found: {self.path}")
         if self.path.is_dir():
@@ -202,10 +205,15 @@ class MediaSource:
         )
 
     def _open_container(self) -> av.container.InputContainer:
+        """Open the file for a pass. What the demuxer reports while probing it is kept in ``_open_log``: on a short
+        file the probe reads to the end, so a truncation is reported here and never again during the pass."""
         try:
-            return av.open(str(self.path), mode="r")
+            with _error_log() as log:
+                container = av.open(str(self.path), mode="r")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"cannot open {self.path} as a video: {reason(exc)}") from None
+        self._open_log = list(log)
+        return container
 
     def _open_video(self) -> VideoInfo:
         c = self._open_container()
@@ -262,7 +270,24 @@ class MediaSource:
         if self._images:
             yield from self._sequence_frames()
             return
-        yield from self._video_media(copy_streams)
+        self.rewind()
+        yield from self._tracked(self._video_media(copy_streams))
+
+    def _tracked(self, decoding: Generator) -> Iterator:
+        """Run ``decoding`` as the pass in progress, so that :meth:`close` can end it before closing the container
+        (a pass abandoned mid-way keeps FFmpeg's logging raised and its frame threads busy until it ends)."""
+        self._pass = decoding
+        try:
+            yield from decoding
+        finally:
+            if self._pass is decoding:
+                self._pass = None
+
+    def _end_pass(self) -> None:
+        """End an abandoned pass: its clean-up (FFmpeg's log level, the error capture) runs now, not at GC."""
+        decoding, self._pass = self._pass, None
+        if decoding is not None and not decoding.gi_running:  # a running pass is the caller: it ends itself
+            decoding.close()
 
     def _sequence_frames(self) -> Iterator[Frame]:
         h, w = self.info.height, self.info.width
@@ -272,8 +297,7 @@ class MediaSource:
                 raise InputError(f"{path.name} is {rgb.shape[1]}x{rgb.shape[0]}, the sequence is {w}x{h}")
             yield Frame(index=i, rgb=rgb, pts=i)
 
-    def _video_media(self, copy_streams: bool) -> Iterator[Frame | av.Packet]:
-        self.rewind()
+    def _video_media(self, copy_streams: bool) -> Generator[Frame | av.Packet, None, None]:
         if self._container is None:
             raise RuntimeError("MediaSource is closed")
         self._consumed = True
@@ -286,7 +310,7 @@ class MediaSource:
         index, seen = 0, 0
         tb = float(self.info.time_base)
         try:
-            with _error_log(c, video) as log:
+            with _error_log() as log:
                 # demux() ends with one flush packet per stream; decoding it drains the decoder's delayed frames.
                 for packet in c.demux([video, *others]):
                     if packet.stream.index != video.index:
@@ -305,6 +329,7 @@ class MediaSource:
                         index += 1
                     seen = self._note_errors(log, seen, errors, index, (packet.pts or 0) * tb)
                 seen = self._note_errors(log, seen, errors, index, self.info.duration)
+            self._note_errors(self._open_log, 0, errors, index, self.info.duration)
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: corrupt video data at frame {index}: {reason(exc)}") from None
         if index == 0:
@@ -339,6 +364,9 @@ class MediaSource:
             yield from (f for f in self.frames() if f.index >= start)
             return
         self.rewind()
+        yield from self._tracked(self._seek_frames(start, pts))
+
+    def _seek_frames(self, start: int, pts: np.ndarray) -> Generator[Frame, None, None]:
         if self._container is None:
             raise RuntimeError("MediaSource is closed")
         self._consumed = True
@@ -399,10 +427,12 @@ class MediaSource:
             self._consumed = False
 
     def close(self) -> None:
-        # a pass abandoned mid-way (a generator never finished) would leave FFmpeg's logging raised
-        av.logging.set_level(_LOG_LEVEL_AT_IMPORT)
+        self._end_pass()
         if self._container is not None:
-            self._container.close()
+            # Closing joins the decoder's frame threads while holding the GIL; a thread that logs then waits for
+            # the GIL in PyAV's log callback and both hang (PyAV issues 751, 909). With logging off it never asks.
+            with _ERROR_LEVEL.off():
+                self._container.close()
             self._container = None
 
     def __enter__(self) -> MediaSource:
@@ -432,21 +462,63 @@ class _TimestampFixer:
         return pts
 
 
-_LOG_LEVEL_AT_IMPORT = av.logging.get_level()
+class _FFmpegErrorLevel:
+    """FFmpeg's log level is one setting per process, and decoding passes overlap without nesting (the benchmark
+    reads a ground truth and several outputs in step; a pass can be abandoned): a save-and-restore per pass puts
+    back a stale level when passes end out of order. So the passes are counted: the first raises the level to
+    ERROR (and stops PyAV folding repeated messages), the last puts back what was set before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._before: tuple[int | None, bool] = (None, True)
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                level = av.logging.get_level()
+                self._before = (level, av.logging.get_skip_repeated())
+                if level is None or level < av.logging.ERROR:
+                    av.logging.set_level(av.logging.ERROR)
+                # a demuxer that said "File ended prematurely" while the header was probed says it again at the
+                # truncation: a folded repeat would never reach the capture
+                av.logging.set_skip_repeated(False)
+            self._active += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                level, skip = self._before
+                av.logging.set_skip_repeated(skip)
+                av.logging.set_level(level)
+
+    @contextmanager
+    def off(self) -> Iterator[None]:
+        """Logging off (PyAV's callback that never takes the GIL) for the block; the level is put back after."""
+        with self._lock:
+            level = av.logging.get_level()
+            av.logging.set_level(None)
+            try:
+                yield
+            finally:
+                av.logging.set_level(level)
+
+
+# FFmpeg's logging is process-wide state, so its guard is too (one per process, never reassigned)
+_ERROR_LEVEL = _FFmpegErrorLevel()
 
 
 @contextmanager
-def _error_log(container: av.container.InputContainer, video: av.VideoStream) -> Iterator[list[tuple[int, str, str]]]:
-    """The (level, source, message) reports FFmpeg makes during the block; FFmpeg's log level is raised to ERROR
-    for it (PyAV keeps it off by default) and put back after."""
-    level = av.logging.get_level()
-    if level is None or level < av.logging.ERROR:
-        av.logging.set_level(av.logging.ERROR)
+def _error_log() -> Iterator[list[tuple[int, str, str]]]:
+    """The (level, source, message) reports FFmpeg makes during the block, with FFmpeg's log level at ERROR or
+    above meanwhile (PyAV keeps logging off by default; :class:`_FFmpegErrorLevel`)."""
+    _ERROR_LEVEL.enter()
     try:
         with av.logging.Capture(local=False) as logs:
             yield logs
     finally:
-        av.logging.set_level(level)
+        _ERROR_LEVEL.exit()
 
 
 def _first_frame(container: av.container.InputContainer, path: Path) -> av.VideoFrame:

@@ -20,16 +20,30 @@ exists (the start of a segment restored on its own).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 
-def clip_unit(x: np.ndarray) -> np.ndarray:
-    """``x`` (any float dtype) clamped to [0, 1], dtype kept. The bounds are of ``x``'s own dtype: numpy's clip
-    with Python-float bounds runs about 8x slower on float32 arrays (a crop clip of 16 x 3 x 512² took 65 ms)."""
-    return np.clip(x, x.dtype.type(0), x.dtype.type(1))
+def clip_unit(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """``x`` (any float dtype) clamped to [0, 1], dtype kept; into ``x`` itself when ``inplace``. The bounds are of
+    ``x``'s own dtype (numpy's clip with Python-float bounds ran up to 8x slower on float32 arrays), and in place
+    skips a fresh 50 MB array for a 16 x 3 x 512² clip (2 ms instead of 16-28 ms, mostly page faults)."""
+    lo, hi = x.dtype.type(0), x.dtype.type(1)
+    return np.clip(x, lo, hi, out=x) if inplace else np.clip(x, lo, hi)
+
+
+def chw_clip(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """T crops, each (S, S, 3) float in [0, 1] -> one C-contiguous (T, 3, S, S) float32 clip (the restorer contract's
+    input) in a single copy: ``np.stack`` of transposed views keeps their strided layout, and then every consumer
+    (torch, the stabiliser's planes) copies the whole clip again (25 ms for 18 crops of 512²)."""
+    first = crops[0]
+    out = np.empty((len(crops), first.shape[2], *first.shape[:2]), np.float32)
+    for i, crop in enumerate(crops):
+        out[i] = crop.transpose(2, 0, 1)
+    return out
 
 
 KINDS = ("non-learned", "cnn", "gan", "transformer", "diffusion", "external")
@@ -111,7 +125,7 @@ class Restorer(ABC):
         out = self.restore_clip(clip, landmarks.astype(np.float32, copy=False))
         if out.shape != clip.shape:
             raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for input {clip.shape}")
-        return clip_unit(out.astype(np.float32, copy=False))
+        return _clipped_output(out, clip)
 
     def step(self, clip: np.ndarray, landmarks: np.ndarray, state: Any, keep: int) -> tuple[np.ndarray, Any]:
         """Validate the contract around :meth:`restore_carried`."""
@@ -121,4 +135,11 @@ class Restorer(ABC):
         out, state = self.restore_carried(clip, landmarks.astype(np.float32, copy=False), state, keep)
         if out.shape != (keep, *clip.shape[1:]):
             raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for {keep} kept frames")
-        return clip_unit(out.astype(np.float32, copy=False)), state
+        return _clipped_output(out, clip), state
+
+
+def _clipped_output(out: np.ndarray, clip: np.ndarray) -> np.ndarray:
+    """A restorer's output as float32 in [0, 1], clamped in place when it is the restorer's own fresh array (never
+    when it is, or views, the caller's input clip)."""
+    out = out.astype(np.float32, copy=False)
+    return clip_unit(out, inplace=out.flags.writeable and not np.may_share_memory(out, clip))

@@ -49,7 +49,7 @@ def is_fvr_weights(path: Path) -> bool:
 def restorer_from_file(name: str | Path, *, device: str = "cpu", **options: object) -> Restorer:
     """A face restorer from a model file, by type (see the module docstring). ``options`` go to the loader
     (ONNX: its I/O convention and extra inputs; spandrel: e.g. ``crop_size``, ``fidelity``; fvr weights:
-    ``fidelity`` and, for pretrained priors, ``crop_size``)."""
+    ``fidelity``, ``precision`` and, for pretrained priors, ``crop_size``)."""
     path = _existing(name)
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
@@ -60,9 +60,12 @@ def restorer_from_file(name: str | Path, *, device: str = "cpu", **options: obje
         from fvr.models.nets import architectures, restorer_from_weights
 
         fidelity, crop = options.pop("fidelity", None), options.pop("crop_size", None)
+        precision = str(options.pop("precision", "auto"))
+        detail = options.pop("detail", None)
         if options:
             raise ConfigError(f"{path}: options {', '.join(options)} cannot change a trained network")
-        return restorer_from_weights(path, architectures(), device=device, fidelity=fidelity, crop_size=crop)
+        return restorer_from_weights(path, architectures(), device=device, fidelity=fidelity, crop_size=crop,
+                                     precision=precision, detail=None if detail is None else float(detail))
     from fvr.models.spandrel_model import load_spandrel_restorer
 
     return load_spandrel_restorer(path, device=device, **options)

@@ -42,12 +42,13 @@ def shipped_weights(name: str, folder: Path | None = None) -> Path | None:
 
 
 def _shipped_factory(path: Path, name: str):
-    def create(device: str = "cpu", fidelity: float | None = None, crop_size: int | None = None) -> Restorer:
+    def create(device: str = "cpu", fidelity: float | None = None, crop_size: int | None = None,
+               precision: str = "auto", detail: float | None = None) -> Restorer:
         from fvr.models.nets import architectures
         from fvr.models.nets.core import restorer_from_weights
 
         return restorer_from_weights(path, architectures(), device=device, name=name, fidelity=fidelity,
-                                     crop_size=crop_size)
+                                     crop_size=crop_size, precision=precision, detail=detail)
 
     return create
 
@@ -85,15 +86,16 @@ def register_shipped(registry: ModelRegistry, folder: Path | None = None) -> lis
 
 def _factory(arch: ArchSpec, preset: str, name: str):
     def create(weights: str | Path | None = None, device: str = "cpu", crop_size: int | None = None,
-               allow_random: bool = False, **overrides: Any) -> Restorer:
+               allow_random: bool = False, precision: str = "auto", **overrides: Any) -> Restorer:
         from fvr.models.nets import architectures
-        from fvr.models.nets.core import TorchRestorer, config_from_dict, config_to_dict, restorer_from_weights
+        from fvr.models.nets.core import (TorchRestorer, config_from_dict, config_to_dict, inference_dtype,
+                                          restorer_from_weights)
 
         path = Path(weights) if weights else shipped_weights(name)
         if path is not None:
             if overrides:
                 raise ConfigError(f"{name}: options {', '.join(overrides)} cannot change a trained network")
-            restorer = restorer_from_weights(path, architectures(), device=device, name=name)
+            restorer = restorer_from_weights(path, architectures(), device=device, name=name, precision=precision)
             if restorer.spec.crop_size != (crop_size or restorer.spec.crop_size):
                 raise ConfigError(f"{name}: its weights were trained at {restorer.spec.crop_size}², not {crop_size}²")
             return restorer
@@ -104,7 +106,8 @@ def _factory(arch: ArchSpec, preset: str, name: str):
         config = config_from_dict(arch.config, {**config_to_dict(default), **overrides})
         spec = arch.restorer_spec(preset, name=name, crop_size=crop_size or size, config=config)
         return TorchRestorer(spec, arch.build(config), uses_prior=arch.uses_prior, device=device,
-                             frame_model=arch.frame_model)
+                             frame_model=arch.frame_model,
+                             dtype=inference_dtype(precision, device, pretrained=arch.pretrained is not None))
 
     return create
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from fvr.errors import ConfigError
-from fvr.flow import DIS_PRESETS, channel_sq_sum, dis_flow, gray, remap, valid_mask
+from fvr.flow import DIS_PRESETS, channel_sq_sum, dis_flow, remap, valid_mask
 from fvr.models.base import Restorer, clip_unit
 from fvr.models.registry import parse_option_value
 
@@ -90,11 +90,18 @@ class StabiliserConfig:
 def _grey_frames(clip: np.ndarray, size: int = 0) -> list[np.ndarray]:
     """(T, 3, S, S) float [0, 1] -> T grey uint8 images for flow, (S, S), or area-shrunk to ``size`` when
     0 < size < S."""
-    u8 = [(clip_unit(f.transpose(1, 2, 0)) * np.float32(255) + np.float32(0.5)).astype(np.uint8) for f in clip]
-    greys = [gray(f) for f in u8]
-    if 0 < size < clip.shape[-1]:
-        greys = [cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA) for g in greys]
-    return greys
+    return [_grey_u8(f, size) for f in clip]
+
+
+def _grey_u8(frame: np.ndarray, size: int) -> np.ndarray:
+    """(3, S, S) float [0, 1] -> (s, s) uint8 grey (BT.601 weights, as OpenCV's RGB2GRAY), area-shrunk to ``size``
+    first when 0 < size < S. Works on the contiguous colour planes: clamping a strided HWC view of a 512² crop
+    cost 4 ms, a quarter of the stabiliser's time a frame."""
+    r, g, b = (np.asarray(p, dtype=np.float32) for p in frame)
+    grey = r * np.float32(0.299 * 255) + g * np.float32(0.587 * 255) + b * np.float32(0.114 * 255)
+    if 0 < size < grey.shape[-1]:
+        grey = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
+    return np.clip(grey + np.float32(0.5), np.float32(0), np.float32(255)).astype(np.uint8)
 
 
 class _Flows:
@@ -184,7 +191,7 @@ def stabilise_clip(restored: np.ndarray, guide: np.ndarray, config: StabiliserCo
     for t in range(len(frames)):
         fused = fuse_frame(t, frames, flows, config, analysis)
         out[t] = (frames[t] + config.strength * (fused - frames[t])).transpose(2, 0, 1)
-    return clip_unit(out)
+    return clip_unit(out, inplace=True)
 
 
 class Stabiliser(Protocol):

@@ -62,6 +62,8 @@ class PretrainedFaceNet(nn.Module):
     def __init__(self, config: PretrainedConfig):
         super().__init__()
         self.config = config
+        # inference only (not trained, not saved as a tensor): see set_detail
+        self.detail = 0.0
         if config.net == "rrdb":
             from fvr.models.rrdbnet import RRDBNet
 
@@ -134,9 +136,25 @@ class PretrainedFaceNet(nn.Module):
         if lq.device.type == "cpu":  # oneDNN's convolutions are faster on channels-last activations
             lq = lq.contiguous(memory_format=torch.channels_last)
         y = self._native(lq)
-        if self.config.residual:
-            y = y + F.interpolate(lq, scale_factor=s, mode="bicubic", align_corners=False)
+        if self.config.residual or self.detail:
+            up = F.interpolate(lq, scale_factor=s, mode="bicubic", align_corners=False)
+            if self.config.residual:
+                y = y + up
+            if self.detail:  # the crop's detail above the network's input band, which the area-down removed
+                y = y + self.detail * (frames - up)
         return y.reshape(b, t, c, h, w)
+
+    def set_detail(self, detail: float) -> None:
+        """Input-detail pass-through, 0..1: add ``detail`` x (crop - bicubic-up(area-down(crop))) to the output.
+
+        The network sees the crop area-down-sampled by ``scale``. When the input face has more resolution than
+        that (a sharp face restored at its own size), the network's output lacks the detail the input had and
+        looks smoother than its input; this adds that band back. On a face up-sampled from a low resolution the
+        band is empty (nothing above the network's input band) and the term is ~0.
+        """
+        if not 0.0 <= float(detail) <= 1.0:
+            raise ConfigError(f"detail must be in [0, 1], got {detail}")
+        self.detail = float(detail)
 
 
 def build_pretrained(config: PretrainedConfig) -> PretrainedFaceNet:

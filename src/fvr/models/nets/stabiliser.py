@@ -43,13 +43,21 @@ if TYPE_CHECKING:
 class StabiliserNetConfig:
     """base: registry name of the frozen per-frame restorer whose outputs are stabilised during training (and by
     ``--model FILE``). window: neighbours fused on each side. channels / blocks: width and depth of the network.
-    flow_preset: DIS preset of the fusion."""
+    flow_preset: DIS preset of the fusion. flow_size: the fusion's flow analysis size (0 = the crop's; 256 on 512²
+    crops is the training-free ``flow-fast`` setting)."""
 
     base: str = "image-baseline"
     window: int = 2
     channels: int = 24
     blocks: int = 3
     flow_preset: str = "fast"
+    flow_size: int = 0
+
+    def fusion(self) -> Any:
+        """The training-free stabiliser's config of the fused estimate this network refines."""
+        from fvr.models.stabilise import StabiliserConfig
+
+        return StabiliserConfig(window=self.window, flow_preset=self.flow_preset, flow_size=self.flow_size)
 
 
 class StabiliserNet(nn.Module):
@@ -97,11 +105,11 @@ class StabiliserNet(nn.Module):
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         from fvr.faces.align import face_template
-        from fvr.models.stabilise import StabiliserConfig, stabilise_clip
+        from fvr.models.stabilise import stabilise_clip
 
         b, t, _, s, _ = x.shape
         base = self._base_restorer(x.device, s)
-        fusion = StabiliserConfig(window=self.config.window, flow_preset=self.config.flow_preset)
+        fusion = self.config.fusion()
         # aligned crops: the 5 landmarks sit on the template, which is what the base restorer's prior expects
         marks = np.broadcast_to(face_template(s), (t, 5, 2)).astype(np.float32)
         restored, fused = [], []
@@ -169,12 +177,11 @@ class LearnedStabiliser:
 
     @torch.inference_mode()
     def __call__(self, restored: np.ndarray, guide: np.ndarray) -> np.ndarray:
-        from fvr.models.stabilise import StabiliserConfig, stabilise_clip
+        from fvr.models.stabilise import stabilise_clip
 
         if len(restored) < 2 or self.strength == 0.0:
             return restored.astype(np.float32, copy=True)
-        cfg = self.net.config
-        fused = stabilise_clip(restored, guide, StabiliserConfig(window=cfg.window, flow_preset=cfg.flow_preset))
+        fused = stabilise_clip(restored, guide, self.net.config.fusion())
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
         r = as_tensor(restored)
         y = self.net.refine(r, as_tensor(fused), as_tensor(guide))
