@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -50,10 +51,19 @@ def corrupt(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ------------------------------------------------------------------------------------------------------ signals
 
 
+@pytest.fixture
+def hup_default() -> Iterator[None]:
+    """SIGHUP at its default for the test: under ``nohup`` (a test run started that way) fvr rightly keeps ignoring
+    it, and a hang-up test would see nothing."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_in_the_restore_pass_exits_with_its_code_and_leaves_nothing(
     clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    signum: int, code: int,
+    signum: int, code: int, hup_default: None,
 ) -> None:
     from fvr.io.sink import VideoSink
 

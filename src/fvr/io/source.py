@@ -469,7 +469,9 @@ class _FFmpegErrorLevel:
     ERROR (and stops PyAV folding repeated messages), the last puts back what was set before."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # re-entrant: a pass's clean-up can run inside another call here on the same thread (a generator finalised
+        # by the garbage collector while a container closes)
+        self._lock = threading.RLock()
         self._active = 0
         self._before: tuple[int | None, bool] = (None, True)
 
