@@ -53,11 +53,13 @@ def corrupt(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def hup_default() -> Iterator[None]:
-    """SIGHUP at its default for the test: under ``nohup`` (a test run started that way) fvr rightly keeps ignoring
-    it, and a hang-up test would see nothing."""
-    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    """SIGHUP and SIGINT at their defaults for the test: a test run under ``nohup`` or as a script's background
+    job has them ignored, which fvr rightly keeps, and a signal test would see nothing."""
+    previous = {signal.SIGHUP: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     yield
-    signal.signal(signal.SIGHUP, previous)
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
@@ -83,7 +85,7 @@ def test_signal_in_the_restore_pass_exits_with_its_code_and_leaves_nothing(
 
 
 def test_sigint_in_the_analysis_pass_stops_it(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                              monkeypatch: pytest.MonkeyPatch, hup_default: None) -> None:
     import fvr.faces.track as track
 
     calls = []
@@ -109,9 +111,11 @@ def test_sigint_in_the_analysis_pass_stops_it(clip: Path, tmp_path: Path, capsys
 def test_signals_raise_restores_handlers_and_respects_nohup() -> None:
     before = signal.getsignal(signal.SIGTERM)
     old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a shell script's background job
     try:
         with signals_raise():
             assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # nohup stays nohup
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # `fvr ... &` in a script: Ctrl-C is not for it
             with pytest.raises(Interrupted) as info:
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(1)
@@ -119,6 +123,7 @@ def test_signals_raise_restores_handlers_and_respects_nohup() -> None:
         assert signal.getsignal(signal.SIGTERM) == before
     finally:
         signal.signal(signal.SIGHUP, old_hup)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def test_sigterm_to_a_real_process_mid_write(clip: Path, tmp_path: Path) -> None:

@@ -44,17 +44,19 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def signals_raise(*, respect_nohup: bool = True) -> Iterator[None]:
+def signals_raise(*, respect_ignored: bool = True) -> Iterator[None]:
     """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread; the previous
-    handlers are restored on exit. A SIGHUP that was ignored when the block was entered (``nohup``) stays ignored
-    when ``respect_nohup``. Outside the main thread (where Python cannot install handlers) it does nothing."""
+    handlers are restored on exit. A SIGHUP or SIGINT that was ignored when the block was entered stays ignored
+    when ``respect_ignored``: ``nohup`` ignores SIGHUP, and a shell script's background job (``fvr restore ... &``)
+    has SIGINT ignored so that Ctrl-C on the script's terminal leaves it running — as Python itself does at start.
+    Outside the main thread (where Python cannot install handlers) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in HANDLED}
     try:
         for s in HANDLED:
-            if s == signal.SIGHUP and respect_nohup and previous[s] == signal.SIG_IGN:
+            if s in (signal.SIGHUP, signal.SIGINT) and respect_ignored and previous[s] == signal.SIG_IGN:
                 continue
             signal.signal(s, _raise)
         yield
