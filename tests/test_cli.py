@@ -65,6 +65,25 @@ def test_info_json_and_contact_sheet(clip: Path, tmp_path: Path, capsys: pytest.
     assert img is not None and img.shape[0] >= 100 and img[:, 200:].std() > 10  # crops were drawn
 
 
+def test_info_takes_the_detection_settings_of_restore(clip: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The track IDs `fvr info` prints for `restore --faces` depend on the detector's cadence and size: info takes
+    restore's --detect-every / --detect-size and analyses with them."""
+    import fvr.pipeline
+
+    seen = []
+    analyse = fvr.pipeline.analyse_source
+
+    def recording(source, detector, tracker, progress=None):  # noqa: ANN001, ANN202
+        seen.append((detector.max_side, tracker.detect_every))
+        return analyse(source, detector, tracker, progress)
+
+    monkeypatch.setattr(fvr.pipeline, "analyse_source", recording)
+    code, out, _ = run(["info", str(clip), "--json", "--detect-every", "4", "--detect-size", "320"], capsys)
+    assert code == 0 and seen == [(320, 4)]
+    assert len(json.loads(out)["tracks"]) == 1
+
+
 def test_restore_cli(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.mkv"
     code, stdout, _ = run(["restore", str(clip), "-o", str(out), "--json", "--upscale", "2", "--crf", "20"], capsys)

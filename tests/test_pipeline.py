@@ -338,3 +338,25 @@ def test_fade_frames_is_validated_and_part_of_the_job_settings(talking_clip: Pat
         with pytest.raises(ConfigError, match="fade_frames"):
             restore_video(talking_clip, tmp_path / "x.mp4", RestoreConfig(fade_frames=bad))  # type: ignore[arg-type]
     assert settings_key(RestoreConfig(fade_frames=0), 100) != settings_key(RestoreConfig(), 100)
+
+
+def test_background_upsampler_runs_on_the_models_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--background with --device cuda builds the background network on that device, like the face model (it was
+    built on the CPU). The device check is faked: this machine has no GPU."""
+    import fvr.pipeline
+    from fvr.compose.background import make_background
+
+    built = []
+
+    def recording(method: str, factor: int, **kwargs: object):  # noqa: ANN202
+        built.append((method, factor, kwargs.get("device")))
+        return make_background("lanczos", factor)
+
+    monkeypatch.setattr(fvr.pipeline, "resolve_device", lambda device, option="device": "cuda")
+    monkeypatch.setattr(fvr.pipeline, "make_background", recording)
+    src = write_video(tmp_path / "in.mp4", face_clip(3, 96))
+    from fvr.models import builtin_registry
+
+    report = restore_video(src, tmp_path / "out.mp4", RestoreConfig(background="realesrgan", upscale=2, device="cuda"),
+                           restorer=builtin_registry(plugins=False).create("identity"))
+    assert report.frames == 3 and built == [("realesrgan", 2, "cuda")]

@@ -277,11 +277,13 @@ def info(
     contact_sheet: Annotated[Optional[Path], typer.Option("--contact-sheet", help="Write a PNG of each track's faces.")] = None,
     detector: Annotated[str, typer.Option(help="Face detector: mtcnn or yunet.")] = "mtcnn",
     detector_model: Annotated[Optional[Path], typer.Option(help="Model file for yunet.")] = None,
+    detect_size: Annotated[int, typer.Option(min=64, help="Longest side the detector sees, as in restore (the track IDs depend on it).")] = 960,
+    detect_every: Annotated[int, typer.Option(min=1, help="Detect every k frames, as in restore (the track IDs depend on it).")] = 1,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate for image-sequence input.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Streams, frame rate, duration and the face tracks found (IDs to use with `restore --faces`)."""
-    from fvr.faces import DetectorConfig
+    from fvr.faces import DetectorConfig, TrackerConfig
     from fvr.inspect import contact_sheet as write_sheet
     from fvr.io import MediaSource
     from fvr.pipeline import analyse_source
@@ -293,8 +295,9 @@ def info(
         if tracks or contact_sheet:
             with _RichProgress(enabled=not as_json) as progress:
                 found = analyse_source(
-                    source, DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None),
-                    progress=progress,
+                    source, DetectorConfig(name=detector, model_path=str(detector_model) if detector_model else None,
+                                           max_side=detect_size),
+                    TrackerConfig(detect_every=detect_every), progress=progress,
                 )
         if contact_sheet and found is not None:
             write_sheet(source, found, contact_sheet)

@@ -313,7 +313,9 @@ class _Restorer:
         self.config = config
         self.size = restorer.spec.crop_size
         self.mask = face_mask(self.size, feather=config.feather, coverage=config.mask_coverage)
-        self.background = make_background(config.background, config.upscale)  # built once (a network, maybe)
+        # built once (a network, maybe), on the device the learned models use
+        self.background = make_background(config.background, config.upscale,
+                                          device=resolve_device(config.device, "--device"))
         chunk = chunk_frames(config, restorer)
         self.runners = {t.id: _TrackRunner(t, restorer, chunk) for t in tracks.tracks}
         self.fades = {t.id: TrackFade.of(t, tracks, config.fade_frames) for t in tracks.tracks}
