@@ -87,15 +87,9 @@ class StabiliserConfig:
         return 0 if self.causal else self.window
 
 
-def _grey_frames(clip: np.ndarray, size: int = 0) -> list[np.ndarray]:
-    """(T, 3, S, S) float [0, 1] -> T grey uint8 images for flow, (S, S), or area-shrunk to ``size`` when
-    0 < size < S."""
-    return [_grey_u8(f, size) for f in clip]
-
-
 def _grey_u8(frame: np.ndarray, size: int) -> np.ndarray:
-    """(3, S, S) float [0, 1] -> (s, s) uint8 grey (BT.601 weights, as OpenCV's RGB2GRAY), area-shrunk to ``size``
-    first when 0 < size < S. Works on the contiguous colour planes: clamping a strided HWC view of a 512² crop
+    """(3, S, S) float [0, 1] -> (s, s) uint8 grey for flow (BT.601 weights, as OpenCV's RGB2GRAY), area-shrunk to
+    ``size`` first when 0 < size < S. Works on the contiguous colour planes: clamping a strided HWC view of a 512² crop
     cost 4 ms, a quarter of the stabiliser's time a frame."""
     r, g, b = (np.asarray(p, dtype=np.float32) for p in frame)
     grey = r * np.float32(0.299 * 255) + g * np.float32(0.587 * 255) + b * np.float32(0.114 * 255)
@@ -183,8 +177,8 @@ def stabilise_clip(restored: np.ndarray, guide: np.ndarray, config: StabiliserCo
     if len(restored) < 2 or config.window == 0 or config.strength == 0.0:
         return restored.astype(np.float32, copy=True)
     frames = [np.ascontiguousarray(f.transpose(1, 2, 0), dtype=np.float32) for f in restored]
-    flows = _Flows(_grey_frames(guide if config.flow_on == "input" else restored, config.flow_size),
-                   config.flow_preset, restored.shape[-1])
+    flow_clip = guide if config.flow_on == "input" else restored
+    flows = _Flows([_grey_u8(f, config.flow_size) for f in flow_clip], config.flow_preset, restored.shape[-1])
     analysis = frames if flows.size == flows.full else [
         cv2.resize(f, (flows.size, flows.size), interpolation=cv2.INTER_AREA) for f in frames]
     out = np.empty_like(restored, dtype=np.float32)

@@ -283,7 +283,7 @@ def inference_dtype(precision: str, device: str | torch.device, *, pretrained: b
 
     "auto" is bfloat16 only for the pretrained priors (plain conv stacks, measured ~1.7x faster on an AVX512-BF16
     CPU, their output within 0.002 of float32's, below one 8-bit level) on a CPU with native bfloat16;
-    float32 everywhere else (the from-scratch nets keep float32: their recurrent state would accumulate the error).
+    float32 everywhere else (bfloat16 was not measured on the from-scratch nets, recurrent ones among them).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -37,6 +37,7 @@ from fvr.models.nets.core import ArchSpec
 
 if TYPE_CHECKING:
     from fvr.models.base import Restorer
+    from fvr.models.stabilise import StabiliserConfig
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class StabiliserNetConfig:
     flow_preset: str = "fast"
     flow_size: int = 0
 
-    def fusion(self) -> Any:
+    def fusion(self) -> StabiliserConfig:
         """The training-free stabiliser's config of the fused estimate this network refines."""
         from fvr.models.stabilise import StabiliserConfig
 
