@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch first and pinned: a CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-main bench clean test-spandrel clean-spandrel
+.PHONY: setup demo test test-main lint bench clean test-spandrel clean-spandrel
 
 setup: $(VENV)/.installed
 
@@ -25,9 +25,14 @@ demo: setup
 # `make test` = the main suite in .venv, then the spandrel suite in its own environment (see below).
 test: test-main test-spandrel
 
-test-main: setup
+# lint (ruff) and type check (mypy, configured in pyproject.toml) first: both must be clean
+test-main: setup lint
 	$(BIN)/python -m pytest -q -rs; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+
+lint: setup
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) fvr-demo .pytest_cache

@@ -92,7 +92,7 @@ def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[floa
 
 def bench_case(method: str, width: int, height: int, factor: int, warmup: int, repeats: int) -> Row:
     """Build ``method`` for ``factor``, then time it on a WxH frame (see the module docstring)."""
-    from fvr.compose.background import make_background
+    from fvr.models.backgrounds import make_background
 
     frame = synthetic_frame(width, height)
     background = make_background(method, factor)

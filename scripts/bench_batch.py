@@ -70,9 +70,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep the clips and outputs in this folder")
     args = parser.parse_args()
 
-    from fvr.batch import run_batch
     from fvr.io import EncodeOptions
-    from fvr.pipeline import RestoreConfig
+    from fvr.run.batch import run_batch
+    from fvr.run.config import RestoreConfig
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     counts = [int(w) for w in args.workers.split(",")]

@@ -27,7 +27,8 @@ from fvr.faces.smooth import SmoothingConfig
 from fvr.faces.track import TrackerConfig
 from fvr.io import EncodeOptions
 from fvr.models.registry import builtin_registry
-from fvr.pipeline import RestoreConfig, restore_video
+from fvr.run.config import RestoreConfig
+from fvr.run.pipeline import restore_video
 
 
 def main() -> None:

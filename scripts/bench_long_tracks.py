@@ -25,7 +25,8 @@ from fvr.degrade import degrade_video, resolve_params
 from fvr.io import EncodeOptions
 from fvr.io.source import MediaSource
 from fvr.models.registry import builtin_registry
-from fvr.pipeline import RestoreConfig, restore_video
+from fvr.run.config import RestoreConfig
+from fvr.run.pipeline import restore_video
 
 
 def _frames(path: Path) -> list[np.ndarray]:

@@ -44,7 +44,7 @@ def measure(arch, config, size: int, repeats: int) -> dict:
         try:
             with FlopCounterMode(display=False) as counter:
                 net(x, prior)
-        except Exception as exc:  # noqa: BLE001 - a resolution the network does not accept
+        except Exception as exc:  # a resolution the network does not accept
             return {"params": params, "error": f"{type(exc).__name__}: {exc}"[:120]}
         times = []
         for _ in range(repeats + 1):

@@ -67,11 +67,13 @@ def job_restore(clip: str, out: str, model: str, preset: str, crf: str, every: s
     t0 = time.perf_counter()
     from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
     from fvr.models import builtin_registry
-    from fvr.pipeline import RestoreConfig, restore_video
+    from fvr.run.config import RestoreConfig
+    from fvr.run.pipeline import restore_video
 
     # start-up, once per process and not per frame: importing torch and the networks, loading the model
     restorer = builtin_registry().create(model, **json.loads(model_opts))
-    config = RestoreConfig(model=model, encode=_encode(preset, int(crf)), detector=DetectorConfig(max_side=int(detect_size)),
+    config = RestoreConfig(model=model, encode=_encode(preset, int(crf)),
+                           detector=DetectorConfig(max_side=int(detect_size)),
                            tracker=TrackerConfig(detect_every=int(every)), smoothing=SmoothingConfig(method=smoothing))
     t1 = time.perf_counter()
     r = restore_video(clip, out, config, restorer=restorer)
@@ -84,7 +86,7 @@ def job_restore(clip: str, out: str, model: str, preset: str, crf: str, every: s
 def job_detector(clip: str, every: int, detect_size: int) -> dict:
     from fvr.faces import DetectorConfig, make_detector
     from fvr.io import MediaSource
-    from fvr.pipeline import analyse_source
+    from fvr.run.pipeline import analyse_source
 
     det = make_detector(DetectorConfig(max_side=detect_size))
     times, faces = [], 0
@@ -155,9 +157,9 @@ def main() -> None:
                   "detector": lambda: job_detector(rest[0], int(rest[1]), int(rest[2]))}[kind]()
         print(json.dumps(result))
         return
-    from fvr.cli import _model_options
+    from fvr.cli.options import model_options
 
-    opts = _model_options(a.model_opt, None)
+    opts = model_options(a.model_opt, None)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in a.clips:

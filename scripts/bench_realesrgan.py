@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from fvr.models.realesrgan import RealESRGAN, load_realesrgan_x4plus
+from fvr.models.thirdparty.realesrgan.model import RealESRGAN, load_realesrgan_x4plus
 
 
 def _frame(path: str | None, size: tuple[int, int] = (480, 270)) -> np.ndarray:

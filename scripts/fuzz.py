@@ -216,7 +216,7 @@ def run_case(case: int, seed: Path, mutation: str, data: bytes, work: Path, time
             code = main(["restore", str(bad), "-o", str(out), "--model", "identity", "-q", "--json"])
     except _Hang:
         problem = f"hang: still running after {timeout:.0f} s"
-    except BaseException as exc:  # noqa: BLE001 - main() must not raise; record what escaped
+    except BaseException as exc:  # main() must not raise; record what escaped
         problem = f"traceback: {type(exc).__name__} escaped main(): {exc}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -255,7 +255,7 @@ def _check(code: int | None, text: str, lines: list[str], out: Path, out_dir: Pa
             return "exit 0 but no output"
         try:
             frames = _decodes(out)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"exit 0 but the output does not decode: {exc}"
         if intact_frames and frames < intact_frames and not any("corrupt input" in w for w in warnings):
             return f"exit 0 with {frames} of {intact_frames} frames and no corrupt-input warning (silent loss)"

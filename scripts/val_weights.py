@@ -1,7 +1,8 @@
 """Score weight files on a training config's fixed validation windows (the ones `fvr train` logs as val/*).
 
 Usage:
-    python scripts/val_weights.py configs/fvr-quality-stage3.toml runs/fvr-quality-2/model.safetensors [more.safetensors ...]
+    python scripts/val_weights.py CONFIG.toml WEIGHTS.safetensors [more.safetensors ...]
+    e.g. python scripts/val_weights.py configs/fvr-quality-stage3.toml runs/fvr-quality-2/model.safetensors
 
 Builds the config's validation samples exactly as a run of it does (its cache, crop size, degradations and seed),
 then prints PSNR, SSIM, flicker and ST-LPIPS (when its weights are installed) for each file, next to the degraded

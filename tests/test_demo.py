@@ -11,7 +11,7 @@ import pytest
 from fvr.cli import main
 from fvr.demo import run_demo
 from fvr.io import MediaSource
-from fvr.pipeline import RestoreConfig
+from fvr.run.config import RestoreConfig
 
 
 def _frames(path: Path) -> int:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import read_packets
 
 from fvr.io import EncodeOptions, MediaSource
-from fvr.pipeline import RestoreConfig, analyse_source, restore_video
+from fvr.run.config import RestoreConfig
+from fvr.run.pipeline import analyse_source, restore_video
+from media import read_packets
 
 EVAL_CLIPS = [
     "hdtf-WDA_BobMenendez_000.mp4",

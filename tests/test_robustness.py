@@ -15,12 +15,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import face_clip, read_frames, write_video
 
 from fvr.cli import main
 from fvr.errors import ConfigError, OutputError
 from fvr.io import EncodeOptions, MediaSource, check_output_path, remove_stale_temps
 from fvr.signals import Interrupted, signals_raise
+from media import face_clip, read_frames, write_video
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -91,8 +91,8 @@ def test_sigint_in_the_analysis_pass_stops_it(clip: Path, tmp_path: Path, capsys
     calls = []
     analyse = track.analyse_frames
 
-    def interrupting(frames, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        def counted():  # noqa: ANN202
+    def interrupting(frames, *args, **kwargs):
+        def counted():
             for i, rgb in enumerate(frames):
                 calls.append(i)
                 if i == 2:
@@ -100,7 +100,7 @@ def test_sigint_in_the_analysis_pass_stops_it(clip: Path, tmp_path: Path, capsys
                 yield rgb
         return analyse(counted(), *args, **kwargs)
 
-    monkeypatch.setattr("fvr.pipeline.analyse_frames", interrupting)
+    monkeypatch.setattr("fvr.faces.analyse.analyse_frames", interrupting)
     out = tmp_path / "out.mp4"
     got, err = run(["restore", str(clip), "-o", str(out), "--model", "identity", "-q"], capsys)
     assert got == 130 and "interrupted (SIGINT)" in err
@@ -147,7 +147,7 @@ def test_interrupted_segmented_job_keeps_finished_segments_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from fvr.io.sink import VideoSink
-    from fvr.jobs import job_dir
+    from fvr.run.jobs import job_dir
 
     src = write_video(tmp_path / "in.mp4", face_clip(24, 128))
     out = tmp_path / "out.mp4"
@@ -194,7 +194,8 @@ def test_stale_temporary_files_of_killed_runs_are_removed(tmp_path: Path) -> Non
 
 def test_corrupt_input_is_counted_and_warned(corrupt: Path, clip: Path, tmp_path: Path,
                                              caplog: pytest.LogCaptureFixture) -> None:
-    from fvr.pipeline import RestoreConfig, restore_video
+    from fvr.run.config import RestoreConfig
+    from fvr.run.pipeline import restore_video
 
     with MediaSource(corrupt) as src:
         frames = list(src.frames())
@@ -212,8 +213,8 @@ def test_corrupt_input_is_counted_and_warned(corrupt: Path, clip: Path, tmp_path
 def test_segmented_job_reports_corrupt_input(corrupt: Path, tmp_path: Path) -> None:
     """A video long enough for segments (or of unknown length) goes through the job path: its report must carry
     the corrupt-input warning of pass 1 like a single-pass run's, also when the job is resumed in a later run."""
-    from fvr.jobs import _restore_job, job_dir, restore_video_job
-    from fvr.pipeline import RestoreConfig
+    from fvr.run.config import RestoreConfig
+    from fvr.run.jobs import job_dir, restore_job, restore_video_job
 
     out = tmp_path / "out.mp4"
     report = restore_video_job(corrupt, out, RestoreConfig(model="identity"), segment_frames=5,
@@ -222,7 +223,7 @@ def test_segmented_job_reports_corrupt_input(corrupt: Path, tmp_path: Path) -> N
     # stopped after one segment, then resumed: pass 1 is not run again, its warning comes from the job's metadata
     again = tmp_path / "again.mp4"
     config = RestoreConfig(model="identity")
-    assert _restore_job(corrupt, again, config, 5, False, None, None, max_segments=1) is None
+    assert restore_job(corrupt, again, config, 5, False, None, None, max_segments=1) is None
     assert job_dir(again).is_dir()
     resumed = restore_video_job(corrupt, again, config, segment_frames=5, segments_per_process=0, resume=True)
     assert any("corrupt input" in w for w in resumed.warnings)
@@ -281,7 +282,7 @@ def test_unwritable_output_kinds_fail_before_any_work(clip: Path, tmp_path: Path
     def no_work(*args: object, **kwargs: object) -> None:
         raise AssertionError("the analysis pass ran")
 
-    monkeypatch.setattr("fvr.pipeline.analyse_frames", no_work)
+    monkeypatch.setattr("fvr.faces.analyse.analyse_frames", no_work)
     argv = ["restore", str(clip), "-o", str(tmp_path / name), "--model", "identity", "-q"]
     code, err = run([*argv, "--codec", codec] if codec else argv, capsys)
     assert code in (3, 4)
@@ -312,7 +313,8 @@ def test_webm_gets_vp9(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_ten_bit_input_stays_ten_bit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from fvr.pipeline import RestoreConfig, restore_video
+    from fvr.run.config import RestoreConfig
+    from fvr.run.pipeline import restore_video
 
     src = write_video(tmp_path / "in10.mkv", face_clip(6, 96), codec="libx265", pix_fmt="yuv420p10le")
     restore_video(src, tmp_path / "out.mkv", RestoreConfig(model="identity", encode=EncodeOptions(codec="libx265")))
@@ -407,7 +409,8 @@ def test_a_png_named_mp4_is_restored_as_a_photo_with_a_warning(tmp_path: Path) -
     import cv2
     from skimage.data import astronaut
 
-    from fvr.pipeline import RestoreConfig, restore_video
+    from fvr.run.config import RestoreConfig
+    from fvr.run.pipeline import restore_video
 
     fake = tmp_path / "clip.mp4"
     ok, png = cv2.imencode(".png", cv2.cvtColor(cv2.resize(astronaut(), (256, 256)), cv2.COLOR_RGB2BGR))

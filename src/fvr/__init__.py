@@ -6,13 +6,13 @@ Quick use::
     report = fvr.restore_video("in.mp4", "out.mp4", fvr.RestoreConfig(model="classical", upscale=2))
 
 The pipeline's stages are importable on their own: :mod:`fvr.io`, :mod:`fvr.faces`, :mod:`fvr.models`,
-:mod:`fvr.compose`.
+:mod:`fvr.compose`; :mod:`fvr.run` runs them over whole videos (docs/architecture.md).
 """
 
 from fvr.errors import ConfigError, FvrError, InputError, OutputError
 
-_LAZY = {"RestoreConfig": "pipeline", "RestoreReport": "pipeline", "analyse_source": "pipeline",
-         "restore_video": "pipeline", "EncodeOptions": "io", "probe": "io"}
+_LAZY = {"RestoreConfig": "run.config", "RestoreReport": "run.config", "analyse_source": "run.pipeline",
+         "restore_video": "run.pipeline", "EncodeOptions": "io", "probe": "io"}
 
 
 def __getattr__(name: str) -> object:

@@ -20,7 +20,8 @@ import numpy as np
 
 from fvr.faces import DetectorConfig, make_detector
 from fvr.io import EncodeOptions, MediaSource, VideoInfo, open_sink
-from fvr.pipeline import ProgressCallback, RestoreConfig, RestoreReport, restore_video
+from fvr.run.config import ProgressCallback, RestoreConfig, RestoreReport
+from fvr.run.pipeline import restore_video
 from fvr.synthetic import degrade_frame, moving_face_frames
 
 

@@ -104,9 +104,11 @@ def _export(net: torch.nn.Module, example: tuple[torch.Tensor, ...], names: list
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy-exporter deprecation and tracer warnings are not the user's
         try:
-            torch.onnx.export(net, example, buf, opset_version=OPSET, dynamo=False, input_names=names,
+            # the legacy exporter (dynamo=False) writes to a file object too; torch annotates f as a path only
+            torch.onnx.export(net, example, buf,  # type: ignore[arg-type]
+                              opset_version=OPSET, dynamo=False, input_names=names,
                               output_names=["y"], dynamic_axes=dynamic, do_constant_folding=True)
-        except Exception as exc:  # noqa: BLE001 - an unsupported operator etc.: one line, not a traceback
+        except Exception as exc:  # an unsupported operator etc.: one line, not a traceback
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"torch.onnx.export failed: {msg}") from None
     return onnx.load_model_from_string(buf.getvalue())

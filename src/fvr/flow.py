@@ -31,10 +31,11 @@ def gray(rgb: np.ndarray) -> np.ndarray:
 def dis_flow(src: np.ndarray, dst: np.ndarray, preset: str = "medium") -> np.ndarray:
     """Dense flow (H, W, 2) float32 from ``src`` to ``dst`` (uint8 RGB (H, W, 3) or grey (H, W)):
     src(x) ≈ dst(x + flow(x))."""
-    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+    dis = cv2.DISOpticalFlow.create(DIS_PRESETS[preset])
     a = src if src.ndim == 2 else gray(src)
     b = dst if dst.ndim == 2 else gray(dst)
-    return dis.calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)
+    # cv2's stub requires the output flow array; OpenCV takes None for it and allocates the result
+    return dis.calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)  # type: ignore[call-overload]
 
 
 @functools.lru_cache(maxsize=8)

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 from fvr.errors import OutputError
-from fvr.faces import FaceTracks, align_matrix, warp_to_crop
+from fvr.faces import FaceTracks
+from fvr.faces.analyse import aligned_faces
 from fvr.io import MediaSource
 
 
@@ -36,9 +37,9 @@ def contact_sheet(source: MediaSource, tracks: FaceTracks, path: str | Path, *, 
     for frame in source.frames():
         if frame.index > last:
             break
+        faces = {face.track: face.crop for face in aligned_faces(frame.rgb, tracks, frame.index, cell)}
         for row, col in wanted.get(frame.index, []):
-            track = tracks.tracks[row]
-            crop = warp_to_crop(frame.rgb, align_matrix(track.landmarks[frame.index - track.start], cell), cell)
+            crop = faces[tracks.tracks[row].id]
             sheet[row * cell:(row + 1) * cell, label_w + col * cell:label_w + (col + 1) * cell] = crop
     for row, track in enumerate(tracks.tracks):
         y = row * cell

@@ -54,4 +54,9 @@ def degrade_frame(
     out += rng.normal(0.0, noise, size=out.shape[:2])[..., None]
     out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg])
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else out
+    if not ok:
+        return out
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:  # cvtColor would refuse the empty image with the same exception type
+        raise cv2.error("OpenCV could not decode the JPEG it had just encoded")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)

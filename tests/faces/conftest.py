@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # face_scenes.py, whatever pytest's import mode
 
-from face_scenes import Studio  # noqa: E402
+from face_scenes import Studio
 
-from fvr.faces import DetectorConfig, FaceDetector, make_detector  # noqa: E402
+from fvr.faces import DetectorConfig, FaceDetector, make_detector
 
 YUNET = Path(__file__).resolve().parents[3] / "shared" / "models" / "face_detection_yunet_2023mar.onnx"
 

@@ -115,7 +115,6 @@ def test_smoothing_config() -> None:
     assert is_causal(SmoothingConfig(method="one-euro")) and is_causal(SmoothingConfig(method="none"))
     assert not is_causal(SmoothingConfig()) and not is_causal(SmoothingConfig(method="savgol"))
     tracks = FaceTracks([], 10, [])
-    for bad in (SmoothingConfig(method="kalman"), SmoothingConfig(sigma=-1), SmoothingConfig(window=0),
-                SmoothingConfig(method="one-euro", min_cutoff=0)):
-        with pytest.raises(ConfigError):
-            smooth_tracks(tracks, bad, 25.0)
+    for bad in ({"method": "kalman"}, {"sigma": -1}, {"window": 0}, {"method": "one-euro", "min_cutoff": 0}):
+        with pytest.raises(ConfigError):  # refused as the config is built, before any smoothing
+            smooth_tracks(tracks, SmoothingConfig(**bad), 25.0)

@@ -19,7 +19,7 @@ def _spandrel_problem() -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             import spandrel
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a torchvision built for another torch
+    except Exception as exc:  # ImportError, or a torchvision built for another torch
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     if not hasattr(spandrel, "ModelLoader"):
         # this very folder, seen from tests/ on sys.path, imports as an empty namespace package "spandrel"

@@ -21,10 +21,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from fvr.compose.background import make_background
 from fvr.errors import ConfigError
 from fvr.models import builtin_registry
-from fvr.models.files import restorer_from_file
+from fvr.models.backgrounds import make_background
+from fvr.models.loaders.files import restorer_from_file
 
 TOL = 1e-4
 
@@ -287,10 +287,10 @@ def test_unrecognised_state_dict_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_restore_video_with_an_sr_checkpoint(esrgan: tuple[torch.nn.Module, dict[str, Path]],
                                              tmp_path: Path) -> None:
-    from media import read_frames, write_video
-
-    from fvr.pipeline import RestoreConfig, restore_video
+    from fvr.run.config import RestoreConfig
+    from fvr.run.pipeline import restore_video
     from fvr.synthetic import moving_face_frames
+    from media import read_frames, write_video
 
     _, paths = esrgan
     src = write_video(tmp_path / "in.mp4", list(moving_face_frames(8, size=256)))

@@ -1,6 +1,6 @@
 """What a benchmark "method" is: a named way to run the real ``fvr restore`` pipeline on a low-quality clip.
 
-Every method runs through :func:`fvr.pipeline.restore_video` with the same background up-sampling (bicubic), so
+Every method runs through :func:`fvr.run.pipeline.restore_video` with the same background up-sampling (bicubic), so
 that differences between methods come from the faces. Built-in names:
 
 * ``bicubic``    — the input up-sampled, faces untouched (the face pipeline is skipped entirely);
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from fvr.errors import ConfigError
 from fvr.models import ModelRegistry
-from fvr.models.stabilise import parse_method
-from fvr.pipeline import RestoreConfig
+from fvr.models.reference import ModelRef
+from fvr.run.config import RestoreConfig
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,6 @@ BUILTIN_METHODS = {
 }
 
 
-def _model_file(name: str) -> bool:
-    from fvr.models.files import is_model_file
-
-    return is_model_file(name) and Path(name).is_file()
-
-
 def resolve_methods(names: list[str], registry: ModelRegistry) -> list[BenchMethod]:
     """Method names (comma-split already) -> methods; unknown names give a one-line :class:`ConfigError`."""
     if not names:
@@ -68,14 +62,12 @@ def resolve_methods(names: list[str], registry: ModelRegistry) -> list[BenchMeth
             methods.append(BUILTIN_METHODS[name])
         elif name in known:
             methods.append(BenchMethod(name, model=name, description=registry.spec(name).description))
-        elif _model_file(name):  # an .onnx graph or a checkpoint (fvr.models.files)
-            methods.append(BenchMethod(Path(name).name, model=name, description=f"model file `{Path(name).name}`"))
-        elif "+" in name and (parse_method(name)[0] in known or _model_file(parse_method(name)[0])):
-            model, stab = parse_method(name)  # MODEL+STABILISER
-            what = registry.spec(model).description if model in known else f"model file `{Path(model).name}`"
-            label = name if model in known else f"{Path(model).name}+{stab}"
-            methods.append(BenchMethod(label, model=name, description=f"{what}, with the temporal stabiliser "
-                                                                     f"`{stab}`"))
+        elif (ref := ModelRef.parse(name)).model in known or (ref.is_file and Path(ref.model).is_file()):
+            what = (registry.spec(ref.model).description if ref.model in known
+                    else f"model file `{Path(ref.model).name}`")
+            if ref.stabiliser:
+                what = f"{what}, with the temporal stabiliser `{ref.stabiliser}`"
+            methods.append(BenchMethod(ref.label, model=name, description=what))
         else:
             choices = ", ".join(sorted(set(BUILTIN_METHODS) | known))
             raise ConfigError(f"unknown method {name!r}; choose from: {choices}")

@@ -19,6 +19,7 @@ are undefined (no face, identical images giving infinite PSNR) are ``null``.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,7 +55,6 @@ def metric_table(real: bool) -> dict[str, dict]:
 def build_results(config, methods: list[BenchMethod], clips: list, *, seconds: float, environment: dict) -> dict:
     """Assemble the results.json dictionary from the per-clip results (see the module docstring)."""
     from fvr import __version__
-    from fvr.bench.runner import config_dict
 
     metrics = metric_table(config.real)
     clip_rows = []
@@ -114,7 +114,7 @@ def fmt(v: float | None, key: str = "") -> str:
     return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
 
 
-def _best(values: dict[str, float | None], direction: str) -> str | None:
+def best_value(values: dict[str, float | None], direction: str) -> str | None:
     known = {m: v for m, v in values.items() if v is not None}
     if len(known) < 2:
         return None
@@ -129,7 +129,7 @@ def markdown_table(data: dict) -> str:
     keys = [k for k in metrics if any(mean[m].get(k) is not None for m in methods)]
     header = ["method"] + [metrics[k]["label"] for k in keys] + ["fps", "peak RSS MB"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    best = {k: _best({m: mean[m].get(k) for m in methods}, metrics[k]["direction"]) for k in keys}
+    best = {k: best_value({m: mean[m].get(k) for m in methods}, metrics[k]["direction"]) for k in keys}
     for m in methods:
         cells = [m]
         for k in keys:
@@ -149,7 +149,7 @@ def _per_clip_table(data: dict, key: str) -> str:
     lines = [f"| clip ({info['label']}) | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
     for c in data["clips"]:
         values = {m: c["results"].get(m, {}).get(scope, {}).get(name) for m in methods}
-        best = _best(values, info["direction"])
+        best = best_value(values, info["direction"])
         cells = [f"**{fmt(values[m], key)}**" if best == m else fmt(values[m], key) for m in methods]
         lines.append(f"| {c['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -160,7 +160,8 @@ def _degradation_table(data: dict) -> str:
     for c in data["clips"]:
         d = c.get("degradation") or {}
         if d:
-            lines.append(f"| {c['name']} | {c['frames']} | {c['width']}×{c['height']} | {d.get('summary', '').replace('|', '·')} |")
+            summary = d.get("summary", "").replace("|", "·")
+            lines.append(f"| {c['name']} | {c['frames']} | {c['width']}×{c['height']} | {summary} |")
     return "\n".join(lines)
 
 
@@ -226,3 +227,9 @@ def write_markdown(data: dict, path: Path) -> None:
     if warnings:
         parts += ["## Warnings", "", *warnings, ""]
     path.write_text("\n".join(parts))
+
+
+def config_dict(config) -> dict:
+    """A benchmark config as JSON-ready values (paths as text)."""
+    d = asdict(config)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}

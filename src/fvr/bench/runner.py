@@ -5,7 +5,7 @@ With ground truth (``--data``), for each clip:
 1. the clip is degraded once per (preset, seed, frames) with :mod:`fvr.degrade` and cached (the sidecar JSON holds
    the parameters drawn); the ground truth is cropped exactly as the degradation cropped it;
 2. faces are detected, tracked and smoothed **on the ground truth**;
-3. every method runs through :func:`fvr.pipeline.restore_video` on the low-quality clip, each in its own process
+3. every method runs through :func:`fvr.run.pipeline.restore_video` on the low-quality clip, each in its own process
    (so its runtime and peak memory are its own), writing a lossless PNG sequence;
 4. one streaming pass decodes ground truth and all outputs together, cuts 512² crops aligned with the ground
    truth's smoothed landmarks from each, and feeds the metric evaluators; full frames get PSNR/SSIM.
@@ -30,7 +30,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -39,21 +39,12 @@ import numpy as np
 from fvr.bench.methods import BenchMethod, resolve_methods
 from fvr.compose.mask import DEFAULT_COVERAGE
 from fvr.errors import ConfigError, InputError
-from fvr.faces import (
-    DetectorConfig,
-    FaceTracks,
-    SmoothingConfig,
-    TrackerConfig,
-    align_matrix,
-    analyse_frames,
-    make_detector,
-    smooth_tracks,
-    warp_to_crop,
-)
+from fvr.faces import DetectorConfig, FaceTracks, warp_to_crop
+from fvr.faces.analyse import AnalysisConfig, aligned_faces, analyse_faces
 from fvr.io import MediaSource, probe
 from fvr.io.sink import VIDEO_SUFFIXES
 from fvr.models import builtin_registry
-from fvr.pipeline import RestoreConfig
+from fvr.run.config import RestoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +144,7 @@ class MethodJob:
 
 def run_method_job(job: MethodJob) -> dict:
     """Run one method on one clip (in a child process when isolated). Returns timing, memory and the report."""
-    from fvr.pipeline import restore_video
+    from fvr.run.pipeline import restore_video
 
     base = RestoreConfig(sequence_fps=job.fps, mask_coverage=job.mask_coverage)
     config = job.method.restore_config(base, job.upscale)
@@ -161,7 +152,7 @@ def run_method_job(job: MethodJob) -> dict:
     t0 = time.perf_counter()
     if job.method.skip_faces:
         restorer = registry.create("identity")
-        pipeline_log = logging.getLogger("fvr.pipeline")
+        pipeline_log = logging.getLogger("fvr.run.pipeline")
         level = pipeline_log.level
         pipeline_log.setLevel(logging.ERROR)  # "no faces found" is the point here, not news
         try:
@@ -204,8 +195,7 @@ def analyse_tracks(frames: Iterator[np.ndarray], fps: float, detector: DetectorC
     """Detect, track and smooth faces (the same analysis ``fvr restore`` does), keeping tracks of >= 2 frames.
     The tracker's minimum track length follows the frames it sees (a short or cut clip keeps its faces:
     :meth:`fvr.faces.TrackerConfig.min_detections_for`, the rule ``fvr restore`` uses)."""
-    raw = analyse_frames(frames, make_detector(detector), TrackerConfig())
-    tracks = smooth_tracks(raw, SmoothingConfig(), fps)
+    tracks = analyse_faces(frames, AnalysisConfig(detector=detector), fps).tracks
     return FaceTracks([t for t in tracks.tracks if len(t) >= 2], tracks.num_frames, tracks.scene_cuts)
 
 
@@ -322,7 +312,8 @@ def _run_methods(methods: list[BenchMethod], lq: Path, work: Path, upscale: int,
         out_dir = work / _folder_name(method.name)
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        # a trailing separator: a PNG-frame folder whatever the method's name looks like ("x.onnx", "m.safetensors+flow")
+        # a trailing separator: a PNG-frame folder whatever the method's name looks like ("x.onnx",
+        # "m.safetensors+flow")
         job = MethodJob(method, str(lq), f"{out_dir}{os.sep}", upscale, fps, config.mask_coverage)
         runs[method.name] = _run_job(job, config.isolate)
         runs[method.name]["output"] = out_dir
@@ -352,7 +343,8 @@ def _bench_clip(clip: Path, methods: list[BenchMethod], config: BenchConfig, lab
 
     size = config.crop_size
     names = [m.name for m in methods]
-    evaluators = {(m, t.id): ReferenceEvaluator(metrics=metric_subset(config.metrics, False), crop_size=size) for m in names
+    evaluators = {(m, t.id): ReferenceEvaluator(metrics=metric_subset(config.metrics, False), crop_size=size)
+                  for m in names
                   for t in tracks.tracks}
     fidelity: dict[str, dict[str, list[float]]] = {m: {k: [] for k in FRAME_METRICS} for m in names}
     grid_frame, grid_track = _grid_choice(tracks)
@@ -371,10 +363,9 @@ def _bench_clip(clip: Path, methods: list[BenchMethod], config: BenchConfig, lab
                                  f"{gt.shape[1]}x{gt.shape[0]} ground truth")
             for k, v in frame_fidelity(o, gt).items():
                 fidelity[m][k].append(v)
-        for track_id, landmarks in tracks.at_frame(t) if t < tracks.num_frames else []:
+        for face in aligned_faces(gt, tracks, t, size):
             face_frames += 1
-            matrix = align_matrix(landmarks, size)
-            gt_crop = warp_to_crop(gt, matrix, size)
+            track_id, matrix, gt_crop = face.track, face.matrix, face.crop
             out_crops = [warp_to_crop(o, matrix, size) for o in outs]
             for m, oc in zip(names, out_crops, strict=True):
                 evaluators[(m, track_id)].update(oc, gt_crop)
@@ -430,10 +421,9 @@ def _bench_real_clip(clip: Path, methods: list[BenchMethod], config: BenchConfig
         n += 1
         up = cv2.resize(lq_rgb, (lq_rgb.shape[1] * upscale, lq_rgb.shape[0] * upscale),
                         interpolation=cv2.INTER_CUBIC) if upscale > 1 else lq_rgb
-        for track_id, landmarks in tracks.at_frame(t) if t < tracks.num_frames else []:
+        for face in aligned_faces(up, tracks, t, size, scale=upscale):
             face_frames += 1
-            matrix = align_matrix(landmarks * upscale, size)
-            in_crop = warp_to_crop(up, matrix, size)
+            track_id, matrix, in_crop = face.track, face.matrix, face.crop
             out_crops = [warp_to_crop(o, matrix, size) for o in outs]
             for m, oc in zip(names, out_crops, strict=True):
                 evaluators[(m, track_id)].update(oc, in_crop)
@@ -521,8 +511,3 @@ def _nanmean(values: list[float]) -> float | None:
 def _cleanup(work: Path, config: BenchConfig) -> None:
     if not config.keep_outputs and work.exists():
         shutil.rmtree(work)
-
-
-def config_dict(config: BenchConfig) -> dict:
-    d = asdict(config)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}

@@ -30,7 +30,8 @@ def face_mask(size: int, *, feather: float = 0.06, coverage: float = 1.0) -> np.
     s = size / 512.0
     sigma = max(feather * size, 0.5)
     # shrink the hard ellipse by ~1 sigma so the feathered edge stays inside the ellipse users expect
-    axes = (max(1, int(round(_AXES_512[0] * s * coverage - sigma))), max(1, int(round(_AXES_512[1] * s * coverage - sigma))))
+    axes = (max(1, int(round(_AXES_512[0] * s * coverage - sigma))),
+            max(1, int(round(_AXES_512[1] * s * coverage - sigma))))
     centre = (int(round(_CENTRE_512[0] * s)), int(round(_CENTRE_512[1] * s)))
     hard = np.zeros((size, size), np.float32)
     cv2.ellipse(hard, centre, axes, 0.0, 0.0, 360.0, 1.0, thickness=-1, lineType=cv2.LINE_AA)

@@ -2,7 +2,7 @@
 
 Each face is blended as a *residual*: frame + strength · weight · mask · warp⁻¹(restored − crop), where ``crop`` is
 the aligned crop the restorer received and ``weight`` the face's own paste weight (1, or less where its track fades
-in or out: :class:`fvr.pipeline.TrackFade`). Where the restorer changes nothing the frame is untouched bit for bit
+in or out: :class:`fvr.run.pipeline.TrackFade`). Where the restorer changes nothing the frame is untouched bit for bit
 (no resampling loss from the crop round trip, whatever the crop size), and only the ROI around each face is warped.
 """
 

@@ -5,6 +5,8 @@
 and writes a JSON record beside it. See docs/degrade.md.
 """
 
+from typing import TYPE_CHECKING
+
 from fvr.degrade.ops import (
     add_gaussian_noise,
     apply_kernel,
@@ -34,7 +36,18 @@ from fvr.degrade.params import (
 
 # fvr.degrade.video runs the real libx264 pass through PyAV: import it on first use, so the in-memory ops and
 # parameter sampling work where PyAV is not installed.
-_VIDEO = {"CodecPass", "degrade_frame", "degrade_frames", "degrade_video", "frame_rng", "sidecar_path"}
+_VIDEO = {"CodecPass", "DegradeRecord", "degrade_frame", "degrade_frames", "degrade_video", "frame_rng", "sidecar_path"}
+
+if TYPE_CHECKING:  # their real types for the type checker (__getattr__ can only promise an object)
+    from fvr.degrade.video import (
+        CodecPass,
+        DegradeRecord,
+        degrade_frame,
+        degrade_frames,
+        degrade_video,
+        frame_rng,
+        sidecar_path,
+    )
 
 
 def __getattr__(name: str) -> object:
@@ -50,6 +63,7 @@ __all__ = [
     "BlurParams",
     "CodecPass",
     "DegradeParams",
+    "DegradeRecord",
     "FilmParams",
     "NoiseParams",
     "PresetSpec",

@@ -142,7 +142,10 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("OpenCV could not JPEG-encode a frame")
-    out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:  # cvtColor would refuse the empty image with the same exception type
+        raise cv2.error("OpenCV could not decode the JPEG it had just encoded")
+    out = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
     return out if img.dtype == np.uint8 else out.astype(np.float32)
 
 

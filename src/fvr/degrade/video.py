@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -107,19 +108,23 @@ class CodecPass:
         if params.crf is None:
             raise ConfigError("the codec pass needs a crf")
         self.params = params
-        self._enc: av.CodecContext | None = None
-        self._dec: av.CodecContext | None = None
+        self._enc: av.VideoCodecContext | None = None
+        self._dec: av.VideoCodecContext | None = None
         self._size: tuple[int, int] | None = None
         self.pushed = self.returned = 0
 
-    def _open(self, width: int, height: int) -> None:
+    def _open(self, width: int, height: int) -> av.VideoCodecContext:
+        """Open encoder and decoder for width x height frames; returns the encoder."""
         import av  # here, not at module level: the in-memory ops of this module work without PyAV
 
         enc = av.CodecContext.create(self.params.codec, "w")
+        if not isinstance(enc, av.VideoCodecContext):  # params.codec is one of CODECS, all video encoders
+            raise AttributeError(f"'{type(enc).__name__}' object has no attribute 'width'")
         enc.width, enc.height, enc.pix_fmt = width, height, self.params.pix_fmt
         enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)  # x264's rate control reads frame durations
         enc.options = x264_options(self.params.crf, self.params.codec_preset)  # type: ignore[arg-type]
         self._enc, self._dec, self._size = enc, av.CodecContext.create("h264", "r"), (width, height)
+        return enc
 
     def _decode(self, packets: Iterable[av.Packet | None]) -> list[np.ndarray]:
         assert self._dec is not None
@@ -130,14 +135,15 @@ class CodecPass:
     def push(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Encode one (H, W, 3) uint8 frame (H, W even for yuv420p); returns the frames decoded so far."""
         h, w = rgb.shape[:2]
-        if self._enc is None:
-            self._open(w, h)
-        elif self._size != (w, h):
-            raise InputError(f"frame {self.pushed} is {w}x{h}, the clip is {self._size[0]}x{self._size[1]}")
+        enc, size = self._enc, self._size  # both set by _open
+        if enc is None or size is None:
+            enc = self._open(w, h)
+        elif size != (w, h):
+            raise InputError(f"frame {self.pushed} is {w}x{h}, the clip is {size[0]}x{size[1]}")
         frame = _video_frame(rgb)
         frame.pts = self.pushed
         self.pushed += 1
-        return self._decode(self._enc.encode(frame))
+        return self._decode(enc.encode(frame))
 
     def flush(self) -> list[np.ndarray]:
         """Drain the encoder (encode(None)) and the decoder (decode(None)): the held-back frames."""
@@ -196,24 +202,80 @@ def _check_request(output: str | Path, input: str | Path, seed: int, max_frames:
     return out
 
 
+AUDIO_NOTE = "dropped (the output is a degraded benchmark/training input; only its frames matter)"
+
+
+@dataclass(frozen=True)
+class DegradeRecord:
+    """How a clip was degraded: the JSON sidecar ``<output>.json`` (:meth:`to_dict` is its content, field for
+    field), enough to reproduce it (``fvr degrade --params``) and to align it with its ground truth.
+
+    input_size / output_size: (width, height). crop: (x, y, width, height) of the ground truth the degraded frames
+    correspond to (the input cut to a multiple of the scale). codec: the x264 pass of the protocol (None for
+    presets without one); storage: how a preset without a codec pass is stored (near-losslessly) instead.
+    """
+
+    fvr: str
+    preset: str
+    seed: int
+    params: DegradeParams
+    summary: str
+    input: str
+    input_size: tuple[int, int]
+    crop: tuple[int, int, int, int]
+    output: str
+    output_size: tuple[int, int]
+    frames: int
+    max_frames: int | None
+    fps: float
+    time_base: str
+    codec: dict[str, Any] | None
+    storage: dict[str, Any] | None
+    audio: str = AUDIO_NOTE
+
+    def to_dict(self) -> dict[str, Any]:
+        x, y, w, h = self.crop
+        return {
+            "fvr": self.fvr, "preset": self.preset, "seed": self.seed, "params": self.params.to_dict(),
+            "summary": self.summary, "input": self.input, "input_size": list(self.input_size),
+            "crop": {"x": x, "y": y, "width": w, "height": h}, "output": self.output,
+            "output_size": list(self.output_size), "frames": self.frames, "max_frames": self.max_frames,
+            "fps": self.fps, "time_base": self.time_base, "codec": self.codec, "storage": self.storage,
+            "audio": self.audio,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DegradeRecord:
+        """A sidecar's content; KeyError/ValueError/TypeError (or ConfigError for its params) when it is not one."""
+        crop = data["crop"]
+        return cls(
+            str(data["fvr"]), str(data["preset"]), int(data["seed"]), DegradeParams.from_dict(data["params"]),
+            str(data["summary"]), str(data["input"]), _pair(data["input_size"]),
+            (int(crop["x"]), int(crop["y"]), int(crop["width"]), int(crop["height"])), str(data["output"]),
+            _pair(data["output_size"]), int(data["frames"]), data["max_frames"], float(data["fps"]),
+            str(data["time_base"]), data["codec"], data["storage"], str(data.get("audio", AUDIO_NOTE)),
+        )
+
+
+def _pair(values: Any) -> tuple[int, int]:
+    a, b = values
+    return int(a), int(b)
+
+
 def _record(params: DegradeParams, seed: int, input: str | Path, output: Path, info: Any, frames: int,
-            max_frames: int | None) -> dict[str, Any]:
+            max_frames: int | None) -> DegradeRecord:
     from fvr import __version__
 
     cw, ch = gt_crop(info.width, info.height, params.scale)
     enc = _encode_options(params)
     codec = None if params.crf is None else {"name": enc.codec, "crf": enc.crf, "preset": enc.preset,
                                               "pix_fmt": enc.pix_fmt, **X264_OPTIONS}
-    return {
-        "fvr": __version__, "preset": params.preset, "seed": seed, "params": params.to_dict(),
-        "summary": describe(params), "input": str(input), "input_size": [info.width, info.height],
-        "crop": {"x": 0, "y": 0, "width": cw, "height": ch}, "output": str(output),
-        "output_size": list(lq_size(info.width, info.height, params.scale)), "frames": frames,
-        "max_frames": max_frames, "fps": float(info.fps), "time_base": str(info.time_base), "codec": codec,
-        "storage": None if codec else {"name": enc.codec, "crf": enc.crf, "pix_fmt": enc.pix_fmt,
-                                       "note": "near-lossless storage, not part of the degradation"},
-        "audio": "dropped (the output is a degraded benchmark/training input; only its frames matter)",
-    }
+    storage = None if codec else {"name": enc.codec, "crf": enc.crf, "pix_fmt": enc.pix_fmt,
+                                  "note": "near-lossless storage, not part of the degradation"}
+    return DegradeRecord(__version__, params.preset, seed, params, describe(params), str(input),
+                         (info.width, info.height), (0, 0, cw, ch), str(output),
+                         lq_size(info.width, info.height, params.scale), frames, max_frames, float(info.fps),
+                         str(info.time_base), codec, storage)
 
 
 def _write_temp_json(target: Path, data: dict[str, Any]) -> Path:
@@ -236,7 +298,7 @@ def degrade_video(
     *,
     max_frames: int | None = None,
     progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
+) -> DegradeRecord:
     """Degrade a video (or image-sequence folder) into ``output`` and record how in ``<output>.json``.
 
     Frames are streamed (bounded memory), read upright (rotation applied) and keep their timestamps. The output is
@@ -264,7 +326,7 @@ def degrade_video(
                 if progress is not None:
                     progress("degrade", count, total)
             record = _record(params, seed, input, out, info, count, max_frames)
-            tmp = _write_temp_json(sidecar_path(out), record)
+            tmp = _write_temp_json(sidecar_path(out), record.to_dict())
             committed = False
             try:
                 sink.commit()

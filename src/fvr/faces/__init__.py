@@ -15,10 +15,11 @@ from fvr.faces.align import (
     transform_points,
     warp_to_crop,
 )
+from fvr.faces.analyse import AlignedFace, AnalysisConfig, FaceAnalysis, aligned_faces, analyse_faces
 from fvr.faces.detect import (
     DETECTORS,
-    DetectorConfig,
     Detections,
+    DetectorConfig,
     FaceDetector,
     MtcnnDetector,
     YuNetDetector,
@@ -27,6 +28,8 @@ from fvr.faces.detect import (
 from fvr.faces.scenes import SceneCutDetector
 from fvr.faces.smooth import (
     METHODS as SMOOTHING_METHODS,
+)
+from fvr.faces.smooth import (
     OneEuroFilter,
     SmoothingConfig,
     gaussian_smooth,
@@ -40,6 +43,11 @@ from fvr.faces.track import FaceTracker, FaceTracks, Track, TrackerConfig, analy
 
 __all__ = [
     "DETECTORS",
+    "AlignedFace",
+    "AnalysisConfig",
+    "FaceAnalysis",
+    "aligned_faces",
+    "analyse_faces",
     "FFHQ_TEMPLATE_512",
     "SMOOTHING_METHODS",
     "DetectorConfig",

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from fvr.errors import ConfigError, InputError
+from fvr.errors import ConfigError, InputError, check_range
 
 DETECTORS = ("mtcnn", "yunet")
 
@@ -107,16 +107,16 @@ class DetectorConfig:
     min_face: int = 20
     score_threshold: float = 0.9
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` (one line) for values the detectors cannot use."""
+        """Raise :class:`ConfigError` (one line) for values the detectors cannot use (also at construction)."""
         if self.name not in DETECTORS:
             raise ConfigError(f"unknown face detector {self.name!r}; choose one of: {', '.join(DETECTORS)}")
-        if self.max_side < 32:
-            raise ConfigError(f"detector max_side must be at least 32 pixels, got {self.max_side}")
-        if self.min_face < _MTCNN_MIN_FACE:
-            raise ConfigError(f"detector min_face must be at least {_MTCNN_MIN_FACE} pixels, got {self.min_face}")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ConfigError(f"detector score_threshold must be in [0, 1], got {self.score_threshold}")
+        check_range("detector max_side (pixels)", self.max_side, 32, None, integer=True)
+        check_range("detector min_face (pixels)", self.min_face, _MTCNN_MIN_FACE, None, integer=True)
+        check_range("detector score_threshold", self.score_threshold, 0.0, 1.0)
 
 
 def make_detector(config: DetectorConfig) -> FaceDetector:
@@ -302,7 +302,8 @@ class YuNetDetector:
         try:
             self._net = cv2.FaceDetectorYN.create(config.model_path, "", (320, 320), 0.5, 0.3, 5000)
         except cv2.error as exc:
-            raise ConfigError(f"cannot load yunet model {config.model_path}: {str(exc).strip().splitlines()[-1]}")
+            detail = str(exc).strip().splitlines()[-1]  # OpenCV's message ends with the reason
+            raise ConfigError(f"cannot load yunet model {config.model_path}: {detail}") from None
         self._input_size: tuple[int, int] = (320, 320)
 
     def detect(self, rgb: np.ndarray) -> Detections:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fvr.errors import ConfigError
+from fvr.errors import ConfigError, check_range
 from fvr.faces.track import FaceTracks, Track, face_sizes
 
 METHODS = ("gaussian", "savgol", "one-euro", "none")
@@ -138,16 +138,19 @@ class SmoothingConfig:
     beta: float = 5.0
     d_cutoff: float = 1.0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` (one line) for unusable values."""
+        """Raise :class:`ConfigError` (one line) for unusable values (also at construction)."""
         if self.method not in METHODS:
             raise ConfigError(f"unknown smoothing method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        if self.sigma < 0:
-            raise ConfigError(f"smoothing sigma must be >= 0, got {self.sigma}")
-        if self.window < 1 or self.order < 0:
-            raise ConfigError(f"savgol window must be >= 1 and order >= 0, got {self.window} and {self.order}")
-        if self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
-            raise ConfigError("one-euro min_cutoff and d_cutoff must be > 0 and beta >= 0")
+        check_range("smoothing sigma", self.sigma, 0.0, None)
+        check_range("savgol window", self.window, 1, None, integer=True)
+        check_range("savgol order", self.order, 0, None, integer=True)
+        check_range("one-euro min_cutoff", self.min_cutoff, 0.0, None, open_low=True)
+        check_range("one-euro d_cutoff", self.d_cutoff, 0.0, None, open_low=True)
+        check_range("one-euro beta", self.beta, 0.0, None)
 
 
 def is_causal(config: SmoothingConfig) -> bool:

@@ -32,7 +32,8 @@ def save_tracks(tracks: FaceTracks, path: str | Path) -> Path:
         parts = [np.asarray(getattr(t, name)) for t in tracks.tracks]
         arrays[name] = np.concatenate(parts) if parts else np.zeros(0)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
+    # numpy's stub also types allow_pickle as a keyword; mypy cannot tell that no key is "allow_pickle"
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
     return path
 

@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fvr.errors import ConfigError, InputError
+from fvr.errors import ConfigError, InputError, check_range
 from fvr.faces.align import FFHQ_TEMPLATE_512, similarity_transform, transform_points
 from fvr.faces.detect import Detections, FaceDetector, check_frame, resize_factors, shrink, shrink_factor
 from fvr.faces.scenes import SceneCutDetector
@@ -236,7 +236,10 @@ class FaceTracks:
             if a >= b:
                 continue
             part = slice(a - t.start, b - t.start)
-            keep.append(Track(t.id, *(np.array(getattr(t, name)[part]) for name in TRACK_ARRAYS), span=t.extent))
+            # copies of the TRACK_ARRAYS, in the order Track takes them
+            frames, landmarks, raw, boxes, scores, detected = (
+                np.array(getattr(t, name)[part]) for name in TRACK_ARRAYS)
+            keep.append(Track(t.id, frames, landmarks, raw, boxes, scores, detected, span=t.extent))
         return FaceTracks(keep, self.num_frames, list(self.scene_cuts))
 
     def _build_index(self) -> _FrameIndex:
@@ -355,20 +358,17 @@ class TrackerConfig:
     scene_cut_threshold: float = 0.2
     flow_max_side: int = 960
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` (one line) for unusable values."""
-        if self.detect_every < 1:
-            raise ConfigError(f"detect_every must be >= 1, got {self.detect_every}")
-        if self.max_gap < 0:
-            raise ConfigError(f"max_gap must be >= 0, got {self.max_gap}")
-        if self.min_length < 1:
-            raise ConfigError(f"min_length must be >= 1, got {self.min_length}")
-        if not 0.0 <= self.iou_threshold < 1.0:
-            raise ConfigError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
-        if self.landmark_weight < 0:
-            raise ConfigError(f"landmark_weight must be >= 0, got {self.landmark_weight}")
-        if self.flow_max_side < 32:
-            raise ConfigError(f"flow_max_side must be >= 32, got {self.flow_max_side}")
+        """Raise :class:`ConfigError` (one line) for unusable values (also at construction)."""
+        check_range("detect_every", self.detect_every, 1, None, integer=True)
+        check_range("max_gap", self.max_gap, 0, None, integer=True)
+        check_range("min_length", self.min_length, 1, None, integer=True)
+        check_range("iou_threshold", self.iou_threshold, 0.0, 1.0, open_high=True)
+        check_range("landmark_weight", self.landmark_weight, 0.0, None)
+        check_range("flow_max_side", self.flow_max_side, 32, None, integer=True)
 
     @property
     def min_detections(self) -> int:
@@ -571,8 +571,9 @@ def propagate(
         winSize=_FLOW_WINDOW, maxLevel=_FLOW_LEVELS,
         criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03),
     )
-    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev.grey, cur.grey, p0, None, **params)
-    p0b, st0, _ = cv2.calcOpticalFlowPyrLK(cur.grey, prev.grey, p1, None, **params)
+    # cv2's stub requires the nextPts array; OpenCV takes None for it (no initial guess) and allocates the result
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev.grey, cur.grey, p0, None, **params)  # type: ignore[call-overload]
+    p0b, st0, _ = cv2.calcOpticalFlowPyrLK(cur.grey, prev.grey, p1, None, **params)  # type: ignore[call-overload]
     ok = (st1.ravel() == 1) & (st0.ravel() == 1)
     ok &= np.linalg.norm((p0 - p0b).reshape(-1, 2), axis=1) < _FLOW_MAX_FB_ERROR
     out: list[tuple[np.ndarray, np.ndarray] | None] = []
@@ -674,8 +675,8 @@ class FaceTracker:
         self._settle(self._frame - self._shot_start, shot_ended=True)
         # Order of first appearance; simultaneous faces left to right, then top to bottom: deterministic.
         ordered = sorted(self._done, key=lambda t: (t.start, float(t.boxes[0, 0]), float(t.boxes[0, 1])))
-        for new_id, track in enumerate(ordered):
-            track.id = new_id
+        for new_id, done in enumerate(ordered):
+            done.id = new_id
         return FaceTracks(ordered, self._frame, list(self._cuts))
 
     # --- per-frame steps

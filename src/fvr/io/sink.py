@@ -372,6 +372,8 @@ class VideoSink(_AtomicSink):
             codec_opts.setdefault("preset", str(opts.preset))
         rate = Fraction(info.fps).limit_denominator(100000) if info.fps else Fraction(25)
         stream = self._container.add_stream(opts.codec, rate=rate, options=codec_opts)
+        if not isinstance(stream, av.VideoStream):  # the codec was checked to be a video encoder
+            raise AttributeError(f"'{type(stream).__name__}' object has no attribute 'width'")
         stream.width, stream.height, stream.pix_fmt = width + self._pad[0], height + self._pad[1], pix_fmt
         # The codec must use the input's time base: with the default 1/fps, x264 snaps variable-frame-rate
         # timestamps to the nominal grid.
@@ -462,7 +464,7 @@ class VideoSink(_AtomicSink):
         if container is not None:
             try:
                 container.close()
-            except Exception:  # noqa: BLE001 - already failing; the temp file is removed next
+            except Exception:  # already failing; the temp file is removed next
                 pass
         self._tmp.unlink(missing_ok=True)
 

@@ -7,6 +7,7 @@ display matrix) is applied to the pixels.
 
 from __future__ import annotations
 
+import inspect
 import re
 import threading
 from collections.abc import Generator, Iterator
@@ -286,7 +287,8 @@ class MediaSource:
     def _end_pass(self) -> None:
         """End an abandoned pass: its clean-up (FFmpeg's log level, the error capture) runs now, not at GC."""
         decoding, self._pass = self._pass, None
-        if decoding is not None and not decoding.gi_running:  # a running pass is the caller: it ends itself
+        # a running pass is the caller: it ends itself
+        if decoding is not None and inspect.getgeneratorstate(decoding) != inspect.GEN_RUNNING:
             decoding.close()
 
     def _sequence_frames(self) -> Iterator[Frame]:
@@ -318,7 +320,7 @@ class MediaSource:
                             yield packet
                         continue
                     try:
-                        decoded = packet.decode()
+                        decoded = video.decode(packet)  # = packet.decode(), typed as video frames
                     except av.error.InvalidDataError as exc:  # a rejected packet: its frame is lost, go on
                         decoded = []
                         errors.record(index, (packet.pts or 0) * tb, reason(exc), packet=True)
@@ -537,10 +539,11 @@ def _describe(stream: av.stream.Stream) -> StreamInfo:
     cc = stream.codec_context
     if cc is None:  # no decoder for it (unknown or damaged codec id): list it, but say nothing about it
         details = ""
-    elif stream.type == "video":
+    elif stream.type == "video" and isinstance(cc, av.VideoCodecContext):
         rate = stream.average_rate
-        details = f"{cc.width}x{cc.height} {cc.pix_fmt or ''} {float(rate):.3f} fps" if rate else f"{cc.width}x{cc.height}"
-    elif stream.type == "audio":
+        size = f"{cc.width}x{cc.height}"
+        details = f"{size} {cc.pix_fmt or ''} {float(rate):.3f} fps" if rate else size
+    elif stream.type == "audio" and isinstance(cc, av.AudioCodecContext):
         details = f"{cc.sample_rate} Hz, {cc.channels} ch"
     else:
         details = ""

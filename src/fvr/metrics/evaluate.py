@@ -16,7 +16,7 @@ import numpy as np
 
 from fvr.compose.mask import face_mask
 from fvr.errors import ConfigError
-from fvr.metrics import _deps
+from fvr.metrics import deps
 from fvr.metrics.fidelity import color_shift, psnr, ssim
 from fvr.metrics.identity import DlibIdentity, FacenetIdentity, deg, ids
 from fvr.metrics.landmarks import Landmarks68, lmd
@@ -98,7 +98,7 @@ def _resolve(metrics: Sequence[str] | None, known: tuple[str, ...], kind: str) -
         raise ConfigError(f"no {kind} metric selected; choose from: {', '.join(known)}")
     for m in names:
         for module, what in _NEEDS.get(m, ()):
-            _deps.require(module, what)
+            deps.require(module, what)
     return names
 
 
@@ -119,7 +119,8 @@ class _Streaming:
         self._time: dict[str, float] = {m: 0.0 for m in names}
         self._mask = face_mask(self.crop_size)
         self._px = 512.0 / self.crop_size  # landmark pixels -> pixels of a 512 crop
-        self._prev: dict[str, object] | None = None
+        # the previous frame's crops, landmarks and embeddings that the temporal metrics compare with
+        self._prev: dict[str, np.ndarray] | None = None
 
     def reset_sequence(self) -> None:
         """Start a new sequence (track break, scene cut): temporal metrics of the next frame are NaN."""
@@ -164,17 +165,17 @@ class ReferenceEvaluator(_Streaming):
         gt = _check_crop(gt_crop, self.crop_size, "ground-truth crop")
         want = set(self.metrics)
         prev = self._prev
-        cache: dict[str, object] = {}
+        cache: dict[str, np.ndarray] = {}
 
         def facenet(which: str) -> np.ndarray:
             if which not in cache:
                 cache[which] = shared_model("facenet").embed(out if which == "fn_out" else gt)
-            return cache[which]  # type: ignore[return-value]
+            return cache[which]
 
         def marks(which: str) -> np.ndarray:
             if which not in cache:
                 cache[which] = shared_model("landmarks68").detect(out if which == "lm_out" else gt)
-            return cache[which]  # type: ignore[return-value]
+            return cache[which]
 
         simple: dict[str, Callable[[], float]] = {
             "psnr": lambda: psnr(out, gt),
@@ -203,7 +204,7 @@ class ReferenceEvaluator(_Streaming):
             if name in temporal:
                 self._timed(name, temporal[name])
 
-        state: dict[str, object] = {}
+        state: dict[str, np.ndarray] = {}
         if want & {"ewarp", "flicker"}:
             state.update(out=out.copy(), gt=gt.copy())
         if "tlme" in want:
@@ -212,10 +213,10 @@ class ReferenceEvaluator(_Streaming):
             state["fn_out"] = facenet("fn_out")
         self._prev = state
 
-    def _tlme(self, prev: dict[str, object] | None, lm_out: np.ndarray, lm_gt: np.ndarray) -> float:
+    def _tlme(self, prev: dict[str, np.ndarray] | None, lm_out: np.ndarray, lm_gt: np.ndarray) -> float:
         if not prev:
             return math.nan
-        d = (lm_out - prev["lm_out"]) - (lm_gt - prev["lm_gt"])  # type: ignore[operator]
+        d = (lm_out - prev["lm_out"]) - (lm_gt - prev["lm_gt"])
         return float(np.linalg.norm(d, axis=1).mean()) * self._px
 
 
@@ -251,7 +252,7 @@ class NoReferenceEvaluator(_Streaming):
         }
         for name in self.metrics:
             self._timed(name, fns[name])
-        state: dict[str, object] = {}
+        state: dict[str, np.ndarray] = {}
         if {"flicker_nr", "ewarp_nr"} & set(self.metrics):
             state.update(out=out.copy(), **{"in": inp.copy()})
         if "vidd" in self.metrics:

@@ -103,7 +103,11 @@ def color_shift(out: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None
 
     a, b = _check_pair(out, ref)
     s = sigma or max(a.shape[:2]) / 32.0
-    blur = lambda x: cv2.GaussianBlur(x.astype(np.float32) / 255.0, (0, 0), s)
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        """(H, W, 3) RGB in 0..255 -> (H, W, 3) float32 in [0, 1], blurred."""
+        return cv2.GaussianBlur(x.astype(np.float32) / 255.0, (0, 0), s)
+
     d = deltaE_ciede2000(rgb2lab(blur(a)), rgb2lab(blur(b)))
     if mask is None:
         return float(d.mean())

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fvr.metrics._deps import missing, package_file
+from fvr.metrics.deps import missing, package_file
 
 # dlib HOG face box on a 512 FFHQ-aligned crop (left, top, right, bottom), inclusive pixel coordinates.
 DLIB_BOX_512 = (111, 171, 379, 439)
@@ -127,6 +127,7 @@ def _fields(b: memoryview):
         start = i
         key, i = _varint(b, i)
         num, wt = key >> 3, key & 7
+        v: int | memoryview  # a varint's value, or the bytes of a length-delimited / fixed-size field
         if wt == 0:
             v, i = _varint(b, i)
         elif wt == 2:

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from fvr.metrics._deps import missing
+from fvr.metrics.deps import missing
 
 _LOCK = threading.Lock()
 _SCORER = None

@@ -35,13 +35,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fvr.metrics._deps import package_file
+from fvr.metrics.deps import package_file
 
 WEIGHTS = "weights/vST0.0/alex_shift_tolerant.pth"
 CHANNELS = (64, 192, 384, 256, 256)
@@ -51,6 +52,8 @@ _FUSED_MIN = 32
 
 class BlurPool(nn.Module):
     """Anti-aliased stride-2 down-sampling: reflect-pad 2, normalised binomial 3x3 blur (depthwise), stride 2."""
+
+    filt: torch.Tensor  # (C, 1, 3, 3) float32 buffer, the same normalised kernel per channel
 
     def __init__(self, channels: int):
         super().__init__()
@@ -104,12 +107,16 @@ class AlexShiftTolerant(nn.Module):
         equals row 1 (the taps are symmetric); the last row and column are computed the exact way on a 16- or
         17-pixel strip at the bottom and at the right of the input, whose parity keeps the stride aligned.
         """
-        conv, blur = self.slice1[0], self.slice1[1]
+        # the layers __init__ put there (a Sequential's items type as plain Modules)
+        conv, blur = cast(nn.Conv2d, self.slice1[0]), cast(BlurPool, self.slice1[1])
         c_out, c_in, k, _ = conv.weight.shape
         taps = blur.filt[:1]  # (1, 1, 3, 3), the same for every channel; symmetric, so no flip is needed
         kernel = F.conv2d(conv.weight.reshape(c_out * c_in, 1, k, k), taps, padding=2)
         kernel = kernel.reshape(c_out, c_in, k + 2, k + 2).contiguous(memory_format=torch.channels_last)
-        out = F.conv2d(x, kernel, conv.bias, stride=2, padding=conv.padding[0] + 2)
+        pad = conv.padding[0]
+        if isinstance(pad, str):  # conv1 is built with padding=2, never "same"/"valid"
+            raise TypeError(f"conv1 needs a numeric padding, got {conv.padding!r}")
+        out = F.conv2d(x, kernel, conv.bias, stride=2, padding=pad + 2)
         h, w = x.shape[2:]
         hs, ws = 16 + h % 2, 16 + w % 2
         out[:, :, :, -1:] = self.slice1[1](self.slice1[0](x[:, :, :, w - ws :]))[:, :, :, -1:]
@@ -121,6 +128,9 @@ class AlexShiftTolerant(nn.Module):
 
 class ScalingLayer(nn.Module):
     """(x - shift) / scale per RGB channel (LPIPS v0.1 input normalisation); values come from the weight file."""
+
+    shift: torch.Tensor  # (1, 3, 1, 1) float32 buffer
+    scale: torch.Tensor  # (1, 3, 1, 1) float32 buffer
 
     def __init__(self) -> None:
         super().__init__()
@@ -233,7 +243,9 @@ class STLPIPS:
         if self._net is None:
             with self._lock:
                 if self._net is None:
-                    self._net = load_stlpips_net(self._weights).to(memory_format=torch.channels_last)
+                    # Module.to takes memory_format at run time; torch's overloads of Module.to leave it out
+                    self._net = load_stlpips_net(self._weights).to(  # type: ignore[call-overload]
+                        memory_format=torch.channels_last)
         return self._net
 
     def __call__(self, a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:

@@ -143,7 +143,8 @@ def flicker_nr(
     if total <= 0:
         return math.nan
     s = float(sigma) if sigma is not None else max(out_cur.shape[:2]) / 128.0
-    d = (out_cur.astype(np.float32) - out_prev.astype(np.float32)) - (
+    # (H, W, 3) float32 change of the output minus the change of the input
+    d: np.ndarray = (out_cur.astype(np.float32) - out_prev.astype(np.float32)) - (
         in_cur.astype(np.float32) - in_prev.astype(np.float32)
     )
     if s > 0:

@@ -20,7 +20,7 @@ exists (the start of a segment restored on its own).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,6 +61,8 @@ class RestorerSpec:
     past / future: frames of context the model reads before / after each output frame.
     description: one line for ``fvr models``.
     tags: further taxonomy tags (e.g. "prior-driven", "codebook").
+    frame_model: a whole-frame model (generic video restoration, e.g. ``basicvsr``): it restores whole frames,
+        not aligned face crops, and implements :class:`FrameRestorer`; the run skips the face analysis.
     """
 
     name: str
@@ -71,6 +73,7 @@ class RestorerSpec:
     future: int = 0
     description: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    frame_model: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -112,6 +115,11 @@ class Restorer(ABC):
         its new frames only, and a chunked run equals a single call over the whole track."""
         raise NotImplementedError(f"{self.spec.name} does not carry state across calls")
 
+    def bind_bases(self, resolve: Callable[[str, str, int], Restorer]) -> None:
+        """A model that runs another model named in its weights (a learned stabiliser's frozen base) is handed how
+        to build one: ``resolve(name, device, crop size)``, by the registry that built it. Others ignore it."""
+        return None
+
     def _check(self, clip: np.ndarray, landmarks: np.ndarray) -> None:
         s = self.spec.crop_size
         if clip.ndim != 4 or clip.shape[1:] != (3, s, s) or clip.dtype != np.float32:
@@ -136,6 +144,29 @@ class Restorer(ABC):
         if out.shape != (keep, *clip.shape[1:]):
             raise RuntimeError(f"{self.spec.name} returned shape {out.shape} for {keep} kept frames")
         return _clipped_output(out, clip), state
+
+
+class FrameRestorer(ABC):
+    """The contract of whole-frame models (``spec.frame_model``): the run hands them whole frames, up-sampled by
+    ``--upscale``, in overlapping chunks of ``past``/``future`` context and spatial tiles
+    (:mod:`fvr.run.framewise`), instead of face crops."""
+
+    spec: RestorerSpec
+
+    @abstractmethod
+    def frame_network(self) -> Any:
+        """The torch module: (1, T, 3, H, W) float32 RGB in [0, 1] -> the same shape, on the model's device
+        (a ``size_multiple`` attribute, when it has one, is the side its input must be padded to a multiple of)."""
+
+
+def as_frame_restorer(restorer: Restorer) -> FrameRestorer | None:
+    """``restorer`` as a whole-frame model when its spec says it is one, else None; a spec that claims it without
+    the contract is a RuntimeError (a model bug, not a user error)."""
+    if not restorer.spec.frame_model:
+        return None
+    if not isinstance(restorer, FrameRestorer):
+        raise RuntimeError(f"{restorer.spec.name}: declares frame_model but does not implement FrameRestorer")
+    return restorer
 
 
 def _clipped_output(out: np.ndarray, clip: np.ndarray) -> np.ndarray:

@@ -6,10 +6,15 @@ ones are smoothed first; the unsharp mask has a threshold so that residual noise
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
 from fvr.models.base import Restorer, RestorerSpec
+
+if TYPE_CHECKING:
+    from fvr.models.registry import ModelRegistry  # annotations only: the registry imports this module
 
 # Immerkaer (1996): this 3x3 kernel cancels image structure up to second order, leaving mostly noise.
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
@@ -64,5 +69,5 @@ class ClassicalRestorer(Restorer):
         return out
 
 
-def register(registry: "ModelRegistry") -> None:  # noqa: F821 - avoid an import cycle
+def register(registry: ModelRegistry) -> None:
     registry.register(ClassicalRestorer().spec, ClassicalRestorer, default=True)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from fvr.models.base import Restorer, RestorerSpec
+
+if TYPE_CHECKING:
+    from fvr.models.registry import ModelRegistry  # annotations only: the registry imports this module
 
 
 class IdentityRestorer(Restorer):
@@ -18,5 +23,5 @@ class IdentityRestorer(Restorer):
         return clip.copy()
 
 
-def register(registry: "ModelRegistry") -> None:  # noqa: F821 - avoid an import cycle
+def register(registry: ModelRegistry) -> None:
     registry.register(IdentityRestorer().spec, IdentityRestorer)

@@ -88,8 +88,13 @@ def _factory(arch: ArchSpec, preset: str, name: str):
     def create(weights: str | Path | None = None, device: str = "cpu", crop_size: int | None = None,
                allow_random: bool = False, precision: str = "auto", **overrides: Any) -> Restorer:
         from fvr.models.nets import architectures
-        from fvr.models.nets.core import (TorchRestorer, config_from_dict, config_to_dict, inference_dtype,
-                                          restorer_from_weights)
+        from fvr.models.nets.core import (
+            TorchRestorer,
+            config_from_dict,
+            config_to_dict,
+            inference_dtype,
+            restorer_from_weights,
+        )
 
         path = Path(weights) if weights else shipped_weights(name)
         if path is not None:

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from importlib.util import find_spec
-from pathlib import Path
 
 from fvr.errors import ConfigError
 from fvr.models.base import Restorer, RestorerSpec
+from fvr.models.reference import ModelRef
 
 RestorerFactory = Callable[..., Restorer]
 
@@ -37,20 +37,6 @@ def resolve_device(device: str, option: str = "device") -> str:
     if device == "cuda":
         raise ConfigError(f"{option} = cuda: torch sees no CUDA GPU on this machine (use auto or cpu)")
     return "cpu"
-
-
-def parse_option_value(text: str) -> object:
-    """A model or stabiliser option given as text (``--model-opt KEY=VALUE``, ``flow:window=3``): true/false,
-    an int, a float, else the string itself, stripped (e.g. "-1,1", "bgr")."""
-    value = text.strip()
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 @dataclass(frozen=True)
@@ -116,10 +102,8 @@ class ModelRegistry:
         options = options or {}
         if not name or options.get("weights") or options.get("allow_random"):
             return
-        if name not in self._entries and "+" in name and not Path(name).is_file():
-            from fvr.models.stabilise import parse_method
-
-            name = parse_method(name)[0]
+        if name not in self._entries:
+            name = ModelRef.parse(name).model
         entry = self._entries.get(name)
         if entry is None or entry.ready:
             return
@@ -155,28 +139,46 @@ class ModelRegistry:
 
     def create(self, name: str | None = None, *, device: str | None = None, **options: object) -> Restorer:
         """Build model ``name`` (None: the default for ``device``; a file path — an fvr ``.safetensors``, an
-        ``.onnx`` graph or a third-party checkpoint — see :mod:`fvr.models.files`). ``device`` ("cpu", "cuda";
+        ``.onnx`` graph or a third-party checkpoint — see :mod:`fvr.models.loaders.files`). ``device`` ("cpu", "cuda";
         None = CPU) reaches the models that run on one. ``MODEL+STABILISER`` (e.g. ``image-baseline+flow``) wraps
-        any model with a temporal stabiliser (:mod:`fvr.models.stabilise`)."""
-        from fvr.models.files import is_model_file, restorer_from_file
-
+        any model with a temporal stabiliser (:mod:`fvr.models.temporal.stabilise`)."""
         name = name or self.default_for(device or "cpu")
         if name not in self._entries:
-            if is_model_file(name) and ("+" not in name or Path(name).is_file()):
-                return restorer_from_file(name, device=device or "cpu", **options)
-            if "+" in name:  # MODEL+STABILISER: any restorer wrapped with a temporal stabiliser
-                from fvr.models.stabilise import parse_method, stabilised
+            ref = ModelRef.parse(name)
+            if ref.stabiliser:  # MODEL+STABILISER: any restorer wrapped with a temporal stabiliser
+                from fvr.models.temporal.stabilise import stabilised
 
-                model, stab = parse_method(name)
-                return stabilised(self.create(model, device=device, **options), stab or "", device=device or "cpu")
+                inner = self.create(ref.model, device=device, **options)
+                return stabilised(inner, ref.stabiliser, device=device or "cpu")
+            if ref.is_file:
+                from fvr.models.loaders.files import restorer_from_file
+
+                restorer = restorer_from_file(ref.model, device=device or "cpu", **options)
+                restorer.bind_bases(self.base_restorer)
+                return restorer
         entry = self._entry(name)
         self.require_ready(name, options)
         if entry.uses_device and device is not None:
             options = {"device": device, **options}
         try:
-            return entry.factory(**options)
+            restorer = entry.factory(**options)
         except TypeError as exc:
             raise ConfigError(f"model {entry.spec.name!r}: {exc}") from None
+        restorer.bind_bases(self.base_restorer)
+        return restorer
+
+    def base_restorer(self, name: str, device: str, size: int) -> Restorer:
+        """Model ``name`` on ``device`` for ``size``² crops, as the frozen base of another model (a learned
+        stabiliser's): a model with a free crop size (classical, identity) is built at ``size``; another size is a
+        one-line ConfigError."""
+        base = self.create(name, device=device)
+        if base.spec.crop_size != size:
+            try:
+                base = self.create(name, device=device, crop_size=size)
+            except ConfigError:
+                raise ConfigError(f"stabiliser base {name!r} works on {base.spec.crop_size}² crops, not {size}²: set "
+                                  f"data.crop_size to {base.spec.crop_size}") from None
+        return base
 
     def _entry(self, name: str) -> ModelEntry:
         if name not in self._entries:
@@ -187,7 +189,8 @@ class ModelRegistry:
 
 def builtin_registry(*, plugins: bool = True) -> ModelRegistry:
     """A new registry with fvr's built-in restorers (and installed plug-ins unless ``plugins=False``)."""
-    from fvr.models import classical, identity, learned, realesrgan
+    from fvr.models import classical, identity, learned
+    from fvr.models.thirdparty.realesrgan import model as realesrgan
 
     registry = ModelRegistry()
     identity.register(registry)

@@ -5,7 +5,7 @@
 - :mod:`fvr.train.losses`: Charbonnier, L1, component-weighted L1, ST-LPIPS, temporal, PatchGAN.
 - :mod:`fvr.train.loop`: :func:`train` (AdamW, warm-up + cosine, EMA, clipping, validation, logs, export).
 - :mod:`fvr.train.checkpoint`: safetensors checkpoints that resume exactly.
-- ``src/fvr/train/standalone.py``: run the trainer on a machine without PyAV (GPU boxes), from a packed file.
+- ``src/fvr/cli/train_standalone.py``: run the trainer on a machine without PyAV (GPU boxes), from a packed file.
 """
 
 from fvr.train.config import (

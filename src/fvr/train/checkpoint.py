@@ -135,16 +135,16 @@ def load_checkpoint(path: str | Path, *, modules: Mapping[str, nn.Module],
     states, and return the JSON ``state``."""
     from safetensors import safe_open
 
-    from fvr.models.nets.core import load_state_checked
+    from fvr.models.formats.state import load_state_checked
 
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = dict(fh.metadata() or {})
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - a safetensors handle, not a dict
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # a safetensors handle, not a dict
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged file
+    except Exception as exc:  # safetensors raises several types for a damaged file
         raise ConfigError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from None
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{path} is not an fvr training checkpoint")

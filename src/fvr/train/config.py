@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +252,7 @@ def _section(name: str, cls: type, values: dict[str, Any], base: Path | None) ->
     for key in values:
         if key not in known:
             raise ConfigError(f"unknown config key {name}.{key}; known keys of [{name}]: {', '.join(known)}")
-    out = {key: _coerce(f"{name}.{key}", known[key].type, value) for key, value in values.items()}
+    out = {key: _coerce(f"{name}.{key}", _annotation(known[key], name), value) for key, value in values.items()}
     if base is not None:  # defaults too: run.out = "runs/train" is next to the config, like any relative path
         for key in known:
             value = out.get(key, getattr(cls(), key))
@@ -267,6 +267,13 @@ def _section(name: str, cls: type, values: dict[str, Any], base: Path | None) ->
 def _resolve(base: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return Path(os.path.normpath(p if p.is_absolute() else base / p))  # tidy "a/../b"; globs stay globs
+
+
+def _annotation(f: Field[Any], section: str) -> str:
+    """A config field's annotation, which is a string: the module uses postponed annotations."""
+    if not isinstance(f.type, str):
+        raise TypeError(f"unhandled annotation {f.type} for {section}.{f.name}")  # a programming error
+    return f.type
 
 
 def _coerce(where: str, annotation: str, value: Any) -> Any:
@@ -392,18 +399,18 @@ def config_to_toml(config: TrainConfig) -> str:
             if isinstance(value, dict):
                 tables.append((f.name, value))
             else:
-                lines.append(f"{f.name} = {_toml_value(value)}")
+                lines.append(f"{f.name} = {toml_value(value)}")
         for key, table in tables:  # sub-tables after the section's plain keys (TOML's rule)
             lines.append(f"\n[{name}.{key}]")
-            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+            lines.extend(f"{_toml_key(k)} = {toml_value(v)}" for k, v in table.items())
     return "\n".join(lines) + "\n"
 
 
 def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+    return key if key.replace("_", "").replace("-", "").isalnum() else toml_value(key)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -413,9 +420,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     if value is None:
         raise ConfigError("TOML has no null: leave the key out instead")
     raise ConfigError(f"cannot write {value!r} into a TOML config")

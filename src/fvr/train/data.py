@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -191,16 +191,7 @@ def _build_faces(source: Path, settings: CacheSettings,
                  progress: ProgressCallback | None) -> tuple[list[ClipArrays], int, float]:
     """Detect, track and smooth faces (two decode passes: tracking keeps only landmarks), then cut the aligned
     crops of every track whose face is large enough for the crop size."""
-    from fvr.faces import (
-        DetectorConfig,
-        SmoothingConfig,
-        align_matrix,
-        analyse_frames,
-        make_detector,
-        smooth_tracks,
-        transform_points,
-        warp_to_crop,
-    )
+    from fvr.faces.analyse import AnalysisConfig, aligned_faces, analyse_faces
     from fvr.io import MediaSource
 
     s = settings.crop_size
@@ -208,20 +199,17 @@ def _build_faces(source: Path, settings: CacheSettings,
         fps = float(src.info.fps)
         total = min(src.info.num_frames, settings.max_frames) if settings.max_frames else src.info.num_frames
         on_frame = (lambda i: progress(f"faces {source.name}", i + 1, total)) if progress else None
-        tracks = analyse_frames((f.rgb for f in _limited(src.frames(), settings.max_frames)),
-                                make_detector(DetectorConfig()), on_frame=on_frame)
-        tracks = smooth_tracks(tracks, SmoothingConfig(), fps)
+        tracks = analyse_faces((f.rgb for f in _limited(src.frames(), settings.max_frames)), AnalysisConfig(), fps,
+                               on_frame=on_frame).tracks
         keep = [t for t in tracks.tracks if len(t) >= 2 and t.size >= settings.min_face * s]
         crops: dict[int, list[np.ndarray]] = {t.id: [] for t in keep}
         marks: dict[int, list[np.ndarray]] = {t.id: [] for t in keep}
         if keep:
             for f in _limited(src.frames(), settings.max_frames):
-                for t in keep:
-                    if t.start <= f.index < t.end:
-                        i = f.index - t.start
-                        m = align_matrix(t.landmarks[i], s)  # smoothed: steady crops, as the pipeline cuts them
-                        crops[t.id].append(warp_to_crop(f.rgb, m, s))
-                        marks[t.id].append(transform_points(m, t.raw_landmarks[i]).astype(np.float32))
+                # cut with the smoothed landmarks: steady crops, as the pipeline cuts them
+                for face in aligned_faces(f.rgb, tracks, f.index, s, only=crops):
+                    crops[face.track].append(face.crop)
+                    marks[face.track].append(face.landmarks)
     clips = [ClipArrays(f"{source.stem}#track{t.id}", np.stack(crops[t.id]), np.stack(marks[t.id]), str(source))
              for t in keep]
     return clips, int(tracks.num_frames), fps
@@ -256,7 +244,8 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(f".{path.name}.fvr-tmp")
     try:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            # numpy's stub also types allow_pickle as a keyword; mypy cannot tell that no key is "allow_pickle"
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -320,7 +309,7 @@ def cache_to_arrays(cache_dir: str | Path, out_file: str | Path, *, val_sources:
                           "clips of one config (fvr train --config ... --pack)")
     val = {str(Path(v).resolve()) for v in val_sources}
     arrays: dict[str, np.ndarray] = {}
-    clips_meta = []
+    clips_meta: list[dict[str, Any]] = []
     for m in manifests:
         for clip in load_manifest_clips(cache_dir, m):
             i = len(clips_meta)
@@ -347,7 +336,8 @@ def load_packed(path: str | Path) -> tuple[dict, list[ClipArrays], list[ClipArra
             meta = json.loads(str(z["meta"]))
             if meta.get("format") != PACK_FORMAT:
                 raise ValueError("format")
-            train, val = [], []
+            train: list[ClipArrays] = []
+            val: list[ClipArrays] = []
             for i, c in enumerate(meta["clips"]):
                 lm = z[f"c{i}_landmarks"] if f"c{i}_landmarks" in z.files else None
                 clip = ClipArrays(c["name"], z[f"c{i}_frames"], lm, c["source"])
@@ -479,7 +469,7 @@ class ClipSampler:
         start = k - (int(self.cum[c - 1]) if c else 0)
         return self.clips[c], start
 
-    def _cut(self, clip: ClipArrays, start: int, rng: np.random.Generator | None,
+    def _cut(self, clip: ClipArrays, start: int, rng: np.random.Generator,
              augment: bool) -> tuple[np.ndarray, np.ndarray]:
         """HQ (T, S, S, 3) uint8 and landmarks (T, 5, 2): the window, geometrically augmented when asked."""
         from fvr.faces import face_template
@@ -494,6 +484,8 @@ class ClipSampler:
             lm = np.repeat(face_template(s)[None], self.t, 0)  # frame models ignore landmarks: a placeholder
         else:
             base = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+            if clip.landmarks is None:  # faces-mode clips always carry them; only whole frames have none
+                raise TypeError(f"'NoneType' object is not subscriptable: clip {clip.name} has no landmarks")
             lm = clip.landmarks[start:start + self.t].astype(np.float32)
         geometric = augment and max(aug.scale_jitter, aug.rotate_jitter, aug.shift_jitter, aug.align_jitter) > 0
         if not geometric:
@@ -550,7 +542,11 @@ class ClipSampler:
             hq, lm = self._patch(hq, lm, rng)
             hq, lm = self._photometric(hq, lm, rng)
         lq = self._degrade(hq, rng)
-        to_chw = lambda a: np.ascontiguousarray(a.transpose(0, 3, 1, 2), dtype=np.float32)
+
+        def to_chw(a: np.ndarray) -> np.ndarray:
+            """(T, P, P, 3) -> (T, 3, P, P) float32, contiguous."""
+            return np.ascontiguousarray(a.transpose(0, 3, 1, 2), dtype=np.float32)
+
         return Sample(to_chw(lq), to_chw(hq.astype(np.float32) * (1.0 / 255.0)), lm.astype(np.float32))
 
     def sample(self, step: int, index: int) -> Sample:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -94,8 +94,8 @@ def ema_decay(step: int, decay: float) -> float:
 def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), net.parameters()):
         e.lerp_(p.detach(), 1.0 - decay)
-    for e, b in zip(ema.buffers(), net.buffers()):
-        e.copy_(b)
+    for eb, b in zip(ema.buffers(), net.buffers()):
+        eb.copy_(b)
 
 
 def init_network(arch, path: str, options: Mapping[str, Any]) -> tuple[Any, int, nn.Module]:
@@ -107,6 +107,15 @@ def init_network(arch, path: str, options: Mapping[str, Any]) -> tuple[Any, int,
         raise ConfigError(f"model.init: {path} holds weights of {found!r}, not of {arch.name!r}")
     loaded = load_weights(path, {arch.name: arch}, options=options)
     return loaded.config, loaded.crop_size, loaded.net
+
+
+def _bind_base(net: nn.Module) -> None:
+    """A network trained around a frozen base model (the learned stabiliser) builds that base with the registry."""
+    from fvr.models import builtin_registry
+    from fvr.models.nets.stabiliser import StabiliserNet
+
+    if isinstance(net, StabiliserNet):
+        net.set_base_resolver(builtin_registry().base_restorer)
 
 
 def build_network(arch, preset: str, options: Mapping[str, Any]) -> tuple[Any, int, nn.Module]:
@@ -205,7 +214,7 @@ class Validator:
                 metric = STLPIPS(self._stlpips_weights)
                 _ = metric.net  # load now: a missing weight file shows here
                 self._stlpips = metric
-            except Exception as exc:  # noqa: BLE001 - the metric is optional: skip it, say why once
+            except Exception as exc:  # the metric is optional: skip it, say why once
                 log.warning("validation without ST-LPIPS: %s", str(exc).splitlines()[0] if str(exc) else exc)
                 self._stlpips = False
         return self._stlpips or None
@@ -318,7 +327,7 @@ def plot_curves(rows: list[dict[str, Any]], png: Path) -> None:
 # ----------------------------------------------------------------------------------------------- the loop
 
 
-class _Trainer:
+class Trainer:
     """State of one run; :func:`train` drives it."""
 
     def __init__(self, config: TrainConfig, archs: Mapping[str, Any], progress: Progress | None):
@@ -340,6 +349,7 @@ class _Trainer:
                                       "(architectures built on one: "
                                       f"{', '.join(sorted(n for n, a in archs.items() if a.pretrained)) or 'none'})")
                 self.pretrained_source = self.arch.pretrained(self.net, self.net_config)
+        _bind_base(self.net)
         self.crop = config.data.crop_size or preset_size
         _check_combination(config, self.arch, self.crop)
         check_scales(config, self.crop)
@@ -378,7 +388,8 @@ class _Trainer:
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if c.optim.ema > 0 else None
         o = c.optim
         self.trained_params = [p for p in self.net.parameters() if p.requires_grad]  # a frozen head has none
-        self.opt = torch.optim.AdamW(self.trained_params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        betas = cast(tuple[float, float], tuple(o.betas))  # validate() checked that there are two
+        self.opt = torch.optim.AdamW(self.trained_params, lr=o.lr, betas=betas, weight_decay=o.weight_decay)
         from fvr.train.losses import PatchDiscriminator, ReconstructionLoss
 
         self.rec = ReconstructionLoss(c.loss).to(self.device) if self.arch.training_loss is None else None
@@ -410,7 +421,7 @@ class _Trainer:
         return mods
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"optim": self.opt}
+        opts: dict[str, torch.optim.Optimizer] = {"optim": self.opt}
         if self.opt_d is not None:
             opts["disc_optim"] = self.opt_d
         return opts
@@ -420,7 +431,9 @@ class _Trainer:
     def _to_device(self, batch):
         from fvr.models.nets.core import TrainBatch
 
-        move = lambda t: None if t is None else t.to(self.device, non_blocking=True)
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(self.device, non_blocking=True)
+
         return TrainBatch(move(batch.lq), move(batch.hq), move(batch.landmarks), move(batch.prior), batch.step)
 
     def train_step(self) -> dict[str, float]:
@@ -439,6 +452,8 @@ class _Trainer:
             logs.update({f"loss/{k}": float(v) for k, v in own.items()})
             pred = None
         else:
+            if self.rec is None:  # built whenever the architecture has no objective of its own
+                raise TypeError("'NoneType' object is not callable: no reconstruction loss")
             pred = self.net(batch.lq, batch.prior)
             loss, terms = self.rec(pred, batch.hq, batch.landmarks, flows)
             if self.teacher is not None:
@@ -447,11 +462,14 @@ class _Trainer:
                 terms["distill"] = c.loss.distill * charbonnier(pred, taught, c.loss.charbonnier_eps)
                 loss = loss + terms["distill"]
             logs.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
-        gan_on = self.disc is not None and self.step >= c.loss.gan_start
-        if gan_on:
-            self.disc.requires_grad_(False)  # the generator's step must not touch the discriminator
-            g = c.loss.gan * gen_loss(self.disc(frames_of(pred)), c.loss.gan_kind)
-            self.disc.requires_grad_(True)
+        # the discriminator and its optimiser from loss.gan_start on (None: no GAN loss, or not yet)
+        disc, opt_d = (self.disc, self.opt_d) if self.step >= c.loss.gan_start else (None, None)
+        if disc is not None:
+            if pred is None or opt_d is None:  # _check_combination refuses loss.gan with an own objective
+                raise ConfigError(f"{self.arch.name} trains with its own objective; loss.gan must be 0")
+            disc.requires_grad_(False)  # the generator's step must not touch the discriminator
+            g = c.loss.gan * gen_loss(disc(frames_of(pred)), c.loss.gan_kind)
+            disc.requires_grad_(True)
             loss = loss + g
             logs["loss/gan"] = float(g.detach())
         if not torch.isfinite(loss):
@@ -462,11 +480,11 @@ class _Trainer:
             norm = torch.nn.utils.clip_grad_norm_(self.trained_params, c.optim.grad_clip)
             logs["grad_norm"] = float(norm)
         self.opt.step()
-        if gan_on:
-            d = disc_loss(self.disc(frames_of(batch.hq)), self.disc(frames_of(pred.detach())), c.loss.gan_kind)
-            self.opt_d.zero_grad(set_to_none=True)
+        if disc is not None and pred is not None and opt_d is not None:  # the same as above: checked there
+            d = disc_loss(disc(frames_of(batch.hq)), disc(frames_of(pred.detach())), c.loss.gan_kind)
+            opt_d.zero_grad(set_to_none=True)
             d.backward()
-            self.opt_d.step()
+            opt_d.step()
             logs["disc"] = float(d.detach())
         if self.ema is not None:
             ema_update(self.ema, self.net, ema_decay(self.step, c.optim.ema))
@@ -586,7 +604,7 @@ def train(config: TrainConfig, *, archs: Mapping[str, Any] | None = None, progre
 
         archs = nets.architectures()
     seed_everything(config.run.seed)
-    trainer = _Trainer(config, archs, progress)
+    trainer = Trainer(config, archs, progress)
     try:
         trainer.setup(resume)
         return trainer.run(stop_after)

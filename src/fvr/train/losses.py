@@ -15,6 +15,8 @@ Weights come from the config's [loss] section; a term whose weight is 0 is not c
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -172,5 +174,6 @@ class ReconstructionLoss(nn.Module):
             if flows is None:
                 raise ValueError("the temporal loss needs the ground-truth flows (hq_flows)")
             terms["temporal"] = c.temporal * temporal_loss(pred, target, flows)
-        total = sum(terms.values()) if terms else pred.new_zeros(())
+        # sum() starts from the int 0, so it types as Tensor | int; over one or more tensors it is a tensor
+        total = cast(torch.Tensor, sum(terms.values())) if terms else pred.new_zeros(())
         return total, terms

@@ -2,7 +2,7 @@
 
 BasicVSR (Chan et al., CVPR 2021) = bidirectional recurrent propagation + optical-flow feature alignment +
 pixel-shuffle up-sampling. It knows nothing about faces: it runs on **whole frames** (``frame_model=True``), see
-:func:`fvr.models.framewise.restore_frames_video`.
+:func:`fvr.run.framewise.restore_frames_video`.
 
 Tensor contract: the same as every fvr network (:mod:`fvr.models.nets.core`), so the same trainer trains it:
 
@@ -18,7 +18,7 @@ H × W; the last conv is small-initialised so the untrained network is close to 
 The presets' "crop" size is the square **whole-frame patch** used in training (random patches of whole frames,
 not face crops); at inference the network runs on frames of any size (multiples of ``scale``).
 Temporal context: past = future = K (``context``); the hidden states are re-warmed over that context in every
-chunk (:func:`~fvr.models.framewise.restore_frames_video` gives each chunk K frames on both sides).
+chunk (:func:`~fvr.run.framewise.restore_frames_video` gives each chunk K frames on both sides).
 Differences from the published BasicVSR: a learned SpyNet-like :class:`FlowEstimator` trained from zero flow
 instead of a pretrained SpyNet, fewer blocks in the presets (CPU training), and the residual is added to the
 given (already up-sampled) input instead of an internal bilinear up-sampling.
@@ -34,7 +34,7 @@ from torch import nn
 
 from fvr.models.nets.blocks import FlowEstimator, conv, from_frames, to_frames
 from fvr.models.nets.core import ArchSpec
-from fvr.models.nets.recurrent import PropagationCell, small_init_
+from fvr.models.nets.recurrent import PropagationCell, flow_at, small_init_
 from fvr.models.nets.warp import flow_warp
 
 
@@ -118,14 +118,14 @@ class BasicVSR(nn.Module):
         state = lr_feats.new_zeros(b, self.config.channels, *lr_feats.shape[-2:])
         backward: list[torch.Tensor] = [state] * t
         for i in range(t - 1, -1, -1):
-            warped = flow_warp(state, bwd_flows[:, i]) if i < t - 1 else state
+            warped = flow_warp(state, flow_at(bwd_flows, i)) if i < t - 1 else state
             state = self.backward_branch(lr_feats[:, i], warped)
             backward[i] = state
 
         state = torch.zeros_like(state)
         fused = []
         for i in range(t):
-            warped = flow_warp(state, fwd_flows[:, i - 1]) if i > 0 else state
+            warped = flow_warp(state, flow_at(fwd_flows, i - 1)) if i > 0 else state
             state = self.forward_branch(lr_feats[:, i], warped)
             fused.append(F.leaky_relu(self.fusion(torch.cat([backward[i], state], dim=1)), 0.1))
 

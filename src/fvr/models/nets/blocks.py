@@ -13,6 +13,14 @@ def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
 
 
+def conv_bias(layer: nn.Conv2d) -> torch.Tensor:
+    """The (cout,) bias of a conv built with one (:func:`conv` and nn.Conv2d's default); nn.Conv2d types it as
+    optional. A bias-less conv fails here as it would have at the first use of its (None) bias."""
+    if layer.bias is None:
+        raise AttributeError(f"{layer} has no bias")
+    return layer.bias
+
+
 class ResBlock(nn.Module):
     """conv-LeakyReLU-conv with an identity skip (no normalisation: restoration keeps absolute intensities)."""
 
@@ -45,7 +53,7 @@ class FlowEstimator(nn.Module):
         for _ in range(levels):
             last = conv(ch, 2, 3)
             nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            nn.init.zeros_(conv_bias(last))
             self.nets.append(nn.Sequential(conv(8, ch, 5), nn.LeakyReLU(0.1), conv(ch, ch, 5), nn.LeakyReLU(0.1),
                                            last))
 

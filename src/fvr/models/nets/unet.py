@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fvr.models.nets.blocks import conv, from_frames, res_stack, to_frames
+from fvr.models.nets.blocks import conv, conv_bias, from_frames, res_stack, to_frames
 from fvr.models.nets.core import ArchSpec
 from fvr.models.nets.prior import NUM_PRIOR_CHANNELS
 
@@ -48,7 +48,7 @@ def zero_conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
     is the identity (output = input) and training only adds what helps."""
     layer = conv(cin, cout, k)
     nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
+    nn.init.zeros_(conv_bias(layer))
     return layer
 
 
@@ -59,7 +59,7 @@ def he_init(*layers: nn.Conv2d) -> None:
     default small init so that deep residual stacks start close to the identity."""
     for layer in layers:
         nn.init.kaiming_normal_(layer.weight, a=0.1, nonlinearity="leaky_relu")
-        nn.init.zeros_(layer.bias)
+        nn.init.zeros_(conv_bias(layer))
 
 
 def centre(x: torch.Tensor) -> torch.Tensor:
@@ -153,7 +153,7 @@ def build_unet(config: UNetConfig) -> UNetRestorer:
 
 def _presets(prior: bool) -> dict[str, tuple[int, UNetConfig]]:
     # GFLOP/frame (FlopCounterMode) / params: fast 0.87 / 147k at 128²; quality 36 / 4.3M at 256²; tiny 0.012 / 21k
-    # (prior variant: +~0.04 GFLOP at 128²). tests/test_nets_cnn.py checks fast <= 1 GFLOP.
+    # (prior variant: +~0.04 GFLOP at 128²). tests/models/test_nets_cnn.py checks fast <= 1 GFLOP.
     return {
         "fast": (128, UNetConfig(channels=16, blocks=1, scales=3, prior=prior, inject=False)),
         "quality": (256, UNetConfig(channels=32, blocks=2, scales=4, prior=prior, inject=prior)),

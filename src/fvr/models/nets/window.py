@@ -23,8 +23,8 @@ Pipeline per output frame t (all frames at once):
      similarity to the centre frame's embedding, so mis-aligned or occluded neighbours count less; ``concat``
      skips the weighting. Then concatenation and a 1x1 conv back to C channels;
   4. a residual U-Net trunk (:class:`fvr.models.nets.unet.ResUNet`) maps the fused features, frame t itself (plus
-     the prior maps of frame t for ``window-prior``) to the RGB residual of frame t; its last conv starts at zero and the
-     flow estimator starts at zero flow, so the untrained model is exactly the identity.
+     the prior maps of frame t for ``window-prior``) to the RGB residual of frame t; its last conv starts at zero and
+     the flow estimator starts at zero flow, so the untrained model is exactly the identity.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class WindowFVR(nn.Module):
             raise ValueError(f"flow_scale must be 1 or 2, got {config.flow_scale}")
         self.config = config
         c = config.channels
-        self.extract = nn.Sequential(conv(3, c), nn.LeakyReLU(0.1), ResBlock(c))
+        stem = conv(3, c)
+        self.extract = nn.Sequential(stem, nn.LeakyReLU(0.1), ResBlock(c))
         self.flow = FlowEstimator(levels=config.flow_levels, ch=config.flow_ch)
         # 1x1 embedding for the per-pixel similarity: applied to all 2r+1 maps per frame, a 3x3 one would cost 9x
         self.embed = nn.Conv2d(c, c, 1) if config.fusion == "attention" else None
@@ -94,7 +95,7 @@ class WindowFVR(nn.Module):
         prior_ch = NUM_PRIOR_CHANNELS if config.prior else 0
         self.trunk = ResUNet(c + 3 + prior_ch, 3, c, config.blocks, config.scales, prior_ch=prior_ch,
                              max_channels=config.max_channels)
-        he_init(self.extract[0], self.fuse)
+        he_init(stem, self.fuse)
 
     def estimate_flow(self, ref: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) x2 -> (N, 2, S, S) flow in full-resolution pixels such that warp(other) ~ ref."""
@@ -109,7 +110,10 @@ class WindowFVR(nn.Module):
         a softmax over the offsets, times 2r+1 so the weights average 1 (at initialisation every weight is ~1 and
         the features keep their scale; a plain sigmoid gate would halve them and measurably slow training).
         The similarity is a channel mean (not sum) of embedding products, so the softmax starts unsaturated."""
-        embs = [self.embed(f) for f in aligned]
+        embed = self.embed
+        if embed is None:  # only the attention fusion has an embedding; forward calls this only then
+            raise TypeError("'NoneType' object is not callable: attention() needs fusion='attention'")
+        embs = [embed(f) for f in aligned]
         centre_emb = embs[self.config.radius]
         sims = torch.cat([(centre_emb * e).mean(dim=1, keepdim=True) for e in embs], dim=1)
         weights = torch.softmax(sims, dim=1) * float(len(aligned))

@@ -1,0 +1,7 @@
+"""``python -m fvr.cli``: the ``fvr`` command."""
+
+import sys
+
+from fvr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,404 @@
+"""The ``fvr`` commands: each parses its options, builds a typed config and calls one function of the library
+(:mod:`fvr.run`, :mod:`fvr.inspect`, :mod:`fvr.bench`, :mod:`fvr.degrade`, :mod:`fvr.train`, :mod:`fvr.export`).
+The settings of a restore run are the shared option groups of :mod:`fvr.cli.options`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Column, Table
+
+from fvr.cli.app import app, err, out, require_ready, setup_logging
+from fvr.cli.options import DETECTION, RESTORE_GROUPS, analysis_config, restore_config, with_options
+from fvr.cli.progress import StageBars, batch_progress, summary_table
+
+
+@app.command()
+@with_options(*RESTORE_GROUPS)
+def restore(
+    input: Annotated[Path, typer.Argument(help="Video file, a photo (.png/.jpg), or a folder of PNG/JPEG frames.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov/.webm), an image for a "
+                                                               "photo (.png/.jpg), or a folder for PNG frames (an "
+                                                               "existing folder, or a name ending in /).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y",
+                                            help="Replace an existing output (default: refuse).")] = False,
+    segment_frames: Annotated[int, typer.Option(min=1, help="Videos longer than this are restored in segments of "
+                                                            "this many frames, with progress kept on disk (see "
+                                                            "--resume).")] = 1500,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command: finished "
+                                                          "segments are kept.")] = False,
+    segments_per_process: Annotated[int, typer.Option(min=0, help="Segmented videos: restore this many segments in a "
+                                                                  "fresh worker process, then start another, so "
+                                                                  "memory cannot creep over hours of video (0 = all "
+                                                                  "in this process).")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Restore every face of a video and write it with timing, audio and subtitles intact."""
+    from fvr.run.jobs import restore_video_job
+
+    setup_logging(quiet)
+    config = restore_config(options)
+    with StageBars(err, enabled=not quiet and not as_json) as progress:
+        report = restore_video_job(input, output, config, segment_frames=segment_frames, resume=resume,
+                                   progress=progress, segments_per_process=segments_per_process,
+                                   overwrite=overwrite)
+    if as_json:
+        out.print_json(json.dumps({**asdict(report), "fps": report.fps}))
+    elif not quiet:
+        err.print(
+            f"[green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height}, "
+            f"{report.tracks} face track(s), model {report.model}, {report.fps:.1f} fps overall"
+        )
+
+
+@app.command()
+@with_options(DETECTION)
+def info(
+    input: Annotated[Path, typer.Argument(help="Video file or image-sequence folder.")],
+    tracks: Annotated[bool, typer.Option("--tracks/--no-tracks", help="Detect and track faces (slower).")] = True,
+    contact_sheet: Annotated[Path | None, typer.Option("--contact-sheet",
+                                                       help="Write a PNG of each track's faces.")] = None,
+    fps: Annotated[float | None, typer.Option(help="Frame rate for image-sequence input.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Streams, frame rate, duration and the face tracks found (IDs to use with `restore --faces`)."""
+    from fvr.inspect import contact_sheet as write_sheet
+    from fvr.io import MediaSource
+    from fvr.run.pipeline import analyse_source
+
+    setup_logging(as_json)
+    analysis = analysis_config(options)  # validated as it is built
+    with MediaSource(input, sequence_fps=fps) as source:
+        vi = source.info
+        found = None
+        if tracks or contact_sheet:
+            with StageBars(err, enabled=not as_json) as progress:
+                found = analyse_source(source, analysis.detector, analysis.tracker, progress=progress)
+        if contact_sheet and found is not None:
+            write_sheet(source, found, contact_sheet)
+    data: dict[str, Any] = {
+        "path": vi.path, "width": vi.width, "height": vi.height, "fps": float(vi.fps), "time_base": str(vi.time_base),
+        "frames": found.num_frames if found else vi.num_frames, "duration": vi.duration, "rotation": vi.rotation,
+        "codec": vi.codec, "pix_fmt": vi.pix_fmt, "streams": [asdict(s) for s in vi.streams],
+    }
+    if found is not None:
+        data["scene_cuts"] = found.scene_cuts
+        data["tracks"] = [
+            {"id": t.id, "start": t.start, "end": t.end - 1, "frames": len(t.frames),
+             "detected": int(t.detected.sum()), "size_px": round(float(t.size), 1)}
+            for t in found.tracks
+        ]
+    if contact_sheet:
+        data["contact_sheet"] = str(contact_sheet)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    out.print(f"[bold]{vi.path}[/]  {vi.width}x{vi.height}  {float(vi.fps):.3f} fps  {vi.duration:.2f} s  "
+              f"{data['frames']} frames" + (f"  rotation {vi.rotation}°" if vi.rotation else ""))
+    table = Table("stream", "type", "codec", "details")
+    for s in vi.streams:
+        table.add_row(str(s.index), s.type, s.codec, s.details)
+    out.print(table)
+    if found is not None:
+        tt = Table("track", "first", "last", "frames", "detected", "face px", title="face tracks")
+        for t in data["tracks"]:
+            tt.add_row(*(str(t[k]) for k in ("id", "start", "end", "frames", "detected", "size_px")))
+        out.print(tt)
+        out.print(f"scene cuts at frames: {found.scene_cuts or 'none'}")
+    if contact_sheet:
+        out.print(f"contact sheet: {contact_sheet}")
+
+
+_MODELS_WIDE = 120
+"""Terminal columns from which `fvr models` shows the descriptions inside its table."""
+
+
+@app.command()
+def models(
+    all_models: Annotated[bool, typer.Option("--all", "-a", help="Also list the registered models that do not "
+                                             "run as installed (no weights yet, or an extra not installed), "
+                                             "and what each needs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every registered model as JSON, with \"ready\" "
+                                          "and, for the others, \"needs\" (with or without --all).")] = False,
+) -> None:
+    """List the restorers that run as installed; --all lists every registered one and what the others need."""
+    from fvr.models import builtin_registry
+    from fvr.models.registry import NEEDS_TRAINING
+
+    registry = builtin_registry()
+    on = {d: registry.default_for(d, with_stabiliser=False) for d in ("cpu", "cuda")}
+    entries = registry.entries()
+    rows: list[dict[str, Any]] = [
+        {"name": e.spec.name, "kind": e.spec.kind, "temporal": e.spec.temporal, "causal": e.spec.causal,
+         "crop_size": e.spec.crop_size, "past": e.spec.past, "future": e.spec.future,
+         "default": [d for d in on if on[d] == e.spec.name], "default_with": e.default_with,
+         "ready": e.ready, "needs": e.needs or None, "weights": e.ready,
+         "tags": list(e.spec.tags),
+         "description": e.spec.description}
+        for e in entries
+    ]
+    if as_json:  # scripts get every model, ready or not
+        out.print_json(json.dumps(rows))
+        return
+    shown = [(e, r) for e, r in zip(entries, rows) if all_models or e.ready]
+    # the short columns never wrap; the descriptions need room, so a narrow terminal gets them one per line below
+    wide = out.width >= _MODELS_WIDE
+    # causality reads off the context column (+0 future frames = causal)
+    headers = ("name", "kind", "temporal", "crop", "context", *(("ready",) if all_models else ()), "default")
+    table = Table(*(Column(h, no_wrap=True) for h in headers), box=None, padding=(0, 1, 0, 0))
+    if wide:
+        table.add_column("description", ratio=1)
+    for e, r in shown:
+        ready = "yes" if e.ready else "train" if e.needs_training else "extra"
+        cells = [r["name"], r["kind"], r["temporal"], str(r["crop_size"]), f"-{r['past']}/+{r['future']}",
+                 *((ready,) if all_models else ()),
+                 ",".join(r["default"]) + (f" (+{r['default_with']})" if r["default"] and r["default_with"] else "")]
+        table.add_row(*(escape(c) for c in cells), *([escape(r["description"])] if wide else []))
+    out.print(table)
+    if not wide:
+        for _, r in shown:
+            out.print(f"[bold]{escape(r['name'])}[/bold]: {escape(r['description'])}", highlight=False)
+    not_ready = [e for e in entries if not e.ready]
+    train = [e for e in not_ready if e.needs_training]
+    extras = [e for e in not_ready if not e.needs_training]
+    if all_models:
+        legend = f"ready: yes = runs as installed; train = needs {NEEDS_TRAINING}"
+        out.print(escape(legend + ("; extra = needs an optional extra:" if extras else "")), highlight=False)
+        for e in extras:
+            out.print(escape(f"  {e.spec.name}: needs {e.needs}"), highlight=False)
+    elif not_ready:
+        what = " or ".join(w for w, n in (("weights (fvr train)", train), ("an extra", extras)) if n)
+        out.print(f"{len(not_ready)} more need {what}: fvr models --all", highlight=False)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo files.")] = Path("fvr-demo"),
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Restorer name.")] = None,
+    frames: Annotated[int, typer.Option(min=8, max=2000, help="Clip length in frames.")] = 50,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Build a degraded moving-face clip from a public-domain photo, restore it, and write a comparison."""
+    from fvr.demo import run_demo
+    from fvr.run.config import RestoreConfig
+
+    setup_logging(quiet)
+    with StageBars(err, enabled=not quiet) as progress:
+        result = run_demo(out_dir, frames=frames, config=RestoreConfig(model=model), progress=progress)
+    out.print(f"input (degraded)  {result.input_video}")
+    out.print(f"restored          {result.restored_video}  (model {result.report.model}, "
+              f"{result.report.tracks} track(s), {result.report.fps:.1f} fps)")
+    out.print(f"bicubic input     {result.bicubic_video}  (encoded like the restored video)")
+    out.print(f"comparison        {result.comparison_video}  and  {result.comparison_png}")
+    out.print(f"PSNR vs clean frames (both encoded alike): whole frame bicubic {result.psnr_bicubic:.2f} dB, "
+              f"restored {result.psnr_restored:.2f} dB; face bicubic {result.psnr_face_bicubic:.2f} dB, "
+              f"restored {result.psnr_face_restored:.2f} dB")
+
+
+@app.command()
+def bench(
+    data: Annotated[Path | None, typer.Option("--data", help="Folder of high-quality clips (ground truth).")] = None,
+    real: Annotated[Path | None, typer.Option("--real",
+                                              help="Folder of real low-quality clips (no ground truth).")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated: bicubic, classical, realesrgan, realesrgan-frame, "
+                                         "or any name from `fvr models`.")] = "bicubic,classical,realesrgan",
+    preset: Annotated[str, typer.Option(help="Degradation preset (see `fvr degrade`).")] = "vfhq",
+    seed: Annotated[int, typer.Option(help="Degradation seed (each clip derives its own from it).")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", "-o",
+                                          help="Folder for results.json/md and the plots.")] = Path("bench-out"),
+    frames: Annotated[int | None, typer.Option(min=5, help="Use only the first N frames of each clip.")] = None,
+    clips: Annotated[str, typer.Option(help="Glob on clip file names (comma-separated globs for several).")] = "*",
+    upscale: Annotated[int | None, typer.Option(
+        help="Output scale (default: the preset's, or auto for --real).")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metric subset (default: all).")] = None,
+    keep_outputs: Annotated[bool, typer.Option("--keep-outputs", help="Keep each method's output frames.")] = False,
+    cache: Annotated[Path | None, typer.Option(help="Degradation cache folder (default: OUT/cache).")] = None,
+    grid_clips: Annotated[str, typer.Option(
+        help="Comma-separated globs: clips whose face crops go into crops.png.")] = "*",
+    mask_coverage: Annotated[float, typer.Option(
+        min=0.25, max=2.0,
+        help="Pasted face region of every method (as fvr restore --mask-coverage; default 1.6).")] = 1.6,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Benchmark restorers: degrade clips, restore them with each method, measure, write tables and plots."""
+    from fvr.bench import BenchConfig, run_bench
+    from fvr.bench.report import summary_rows
+    from fvr.errors import ConfigError
+
+    folder = data if data is not None else real
+    if folder is None or (data is not None and real is not None):
+        raise ConfigError("give exactly one of --data DIR (clips with ground truth) or --real DIR (real footage)")
+    # realesrgan-frame: Real-ESRGAN as the background, which needs what the realesrgan model needs
+    require_ready("realesrgan" if m.strip() == "realesrgan-frame" else m.strip() for m in methods.split(","))
+    setup_logging(quiet)
+    config = BenchConfig(
+        data=folder, out=out_dir, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        preset=preset, seed=seed, frames=frames, clips=clips, real=real is not None, upscale=upscale,
+        metrics=tuple(m.strip() for m in metrics.split(",")) if metrics else None, keep_outputs=keep_outputs,
+        cache=cache, grid_clips=grid_clips, mask_coverage=mask_coverage,
+    )
+    with StageBars(err, enabled=not quiet, rate="", width=48, steps=True) as progress:
+        results = run_bench(config, progress=progress)
+    if not quiet:
+        header, rows = summary_rows(results)
+        table = Table(*header, title="mean over clips (all metrics in results.md)")
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        out.print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'} and plots in {out_dir} "
+                  f"({results['seconds'] / 60:.1f} min)")
+
+
+@app.command()
+def degrade(
+    input: Annotated[Path, typer.Argument(help="Clean video file, or a folder of PNG/JPEG frames.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Degraded video (.mp4/.mkv/.mov); its record "
+                                         "goes to OUTPUT.json.")],
+    preset: Annotated[str, typer.Option(help="vfhq (VFHQ-Test protocol), light, heavy, jpeg, motion-blur, "
+                                        "old-film.")] = "vfhq",
+    seed: Annotated[int | None, typer.Option(min=0, help="Random seed (default 0, or the --params file's).")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="Degrade only the first N frames.")] = None,
+    scale: Annotated[int | None, typer.Option(min=1, max=16, help="Override the down-sampling factor.")] = None,
+    crf: Annotated[int | None, typer.Option(min=0, max=51, help="Override the x264 CRF of the codec pass.")] = None,
+    blur_sigma: Annotated[float | None, typer.Option(
+        "--blur-sigma", min=0.0, help="Override the blur: isotropic Gaussian sigma (0: none).")] = None,
+    noise: Annotated[float | None, typer.Option(min=0.0, max=255.0,
+                                                   help="Override both noise sigmas (0-255 scale).")] = None,
+    params_file: Annotated[Path | None, typer.Option("--params", help="Reproduce a run: a sidecar (.json) or "
+                                                        "params JSON; replaces --preset.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record (the sidecar) as JSON.")] = False,
+) -> None:
+    """Degrade a clean clip into a low-quality input (blur, noise, down-sampling, codec), reproducibly."""
+    from fvr.degrade import degrade_video, resolve_params
+
+    setup_logging(quiet)
+    overrides = {k: v for k, v in (("scale", scale), ("crf", crf), ("blur_sigma", blur_sigma), ("noise", noise))
+                 if v is not None}
+    run = resolve_params(preset, seed, params_file=params_file, max_frames=frames, **overrides)
+    with StageBars(err, enabled=not quiet and not as_json) as progress:
+        record = degrade_video(input, output, run.params, run.seed, max_frames=run.max_frames, progress=progress)
+    if as_json:
+        out.print_json(json.dumps(record.to_dict()))
+    elif not quiet:
+        w, h = record.output_size
+        err.print(f"[green]wrote[/] {escape(str(output))}: {record.frames} frames {w}x{h}, "
+                  f"{escape(record.preset)} seed {record.seed}: {escape(record.summary)}", soft_wrap=True)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training config (.toml; .yaml with PyYAML). "
+                                         "See docs/train.md.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in run.out from its latest "
+                                         "checkpoint, exactly.")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides run.device).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Total optimisation steps (overrides "
+                                                 "optim.steps).")] = None,
+    pack: Annotated[Path | None, typer.Option("--pack", help="Only build the clip cache and pack it into this "
+                                                 ".npz (to train on a machine without PyAV); no training.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a learned restorer: cached face crops, on-the-fly degradation, checkpoints, validation, export."""
+    from fvr.train import (
+        load_config,
+        pack_config_data,
+        resolve_crop_size,
+        with_overrides,
+    )
+    from fvr.train import train as run_training
+
+    setup_logging(quiet)
+    cfg = with_overrides(load_config(config), steps=steps, device=device)
+    if pack is not None:
+        with StageBars(err, enabled=not quiet, rate="it/s", width=22) as progress:
+            path = pack_config_data(cfg, resolve_crop_size(cfg), pack,
+                                    progress=lambda stage, done, total: progress(stage, done, total, {}))
+        size = path.stat().st_size / 2**20
+        out.print(f"packed the cached clips into {escape(str(path))} ({size:.1f} MiB); train from it with "
+                  f"data.packed = \"{escape(str(path))}\"")
+        return
+    with StageBars(err, enabled=not quiet, rate="it/s", width=22) as progress:
+        result = run_training(cfg, progress=progress, resume=resume)
+    if not quiet:
+        val = ", ".join(f"{k.removeprefix('val/')} {v:.4g}" for k, v in result.val.items())
+        out.print(f"trained {result.steps} steps on {result.device} in {result.seconds / 60:.1f} min"
+                  f"{f' (resumed at {result.start_step})' if result.start_step else ''}; "
+                  f"{f'validation: {val}; ' if val else ''}weights: {escape(str(result.weights))}")
+
+
+@app.command()
+def export(
+    weights: Annotated[Path, typer.Argument(help="fvr weights file (.safetensors, e.g. from fvr train).")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    frames: Annotated[int | None, typer.Option(min=1, help="T, frames per input clip (default: the "
+                                                  "architecture's past + 1 + future).")] = None,
+    size: Annotated[int | None, typer.Option(min=16, help="S, crop side (default: the trained crop "
+                                                "size).")] = None,
+) -> None:
+    """Export a feed-forward network to ONNX (opset 17, dynamic batch) and check it with onnxruntime."""
+    from fvr.export import export_onnx
+
+    result = export_onnx(weights, onnx, frames=frames, size=size)
+    inputs = "x, prior" if result.uses_prior else "x"
+    out.print(f"wrote {escape(str(result.path))}: {result.arch}, inputs {inputs} (B,{result.frames},3,"
+              f"{result.size},{result.size}) RGB [0,1]; onnxruntime max |diff| vs torch = {result.max_abs_diff:.2e}")
+
+
+@app.command()
+@with_options(*RESTORE_GROUPS)
+def batch(
+    inputs: Annotated[list[Path], typer.Argument(help="Video files, and folders of videos (the video files directly "
+                                                      "inside).")],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Output folder: OUT_DIR/NAME.SUFFIX per video, and "
+                                                                 "batch-summary.json.")],
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="A running Ray cluster: auto, or HOST:PORT "
+                                                                          "of its head. Default: a local cluster of "
+                                                                          "--workers CPUs on this machine.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (Ray actors) working at once, over the whole "
+                                                     "cluster.")] = 2,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch/OpenCV threads per worker (default: the node's "
+                                                            "cores / its workers).")] = None,
+    segment_frames: Annotated[int, typer.Option(min=1, help="Videos are restored in segments of this many frames "
+                                                            "(the unit of parallel work and of --resume), as `fvr "
+                                                            "restore --segment-frames`.")] = 1500,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted batch: finished videos and "
+                                                          "finished segments are kept.")] = False,
+    segments_per_worker: Annotated[int, typer.Option(min=0, help="Replace a worker by a fresh process after it "
+                                                                 "restored this many segments, so memory cannot "
+                                                                 "creep over a long batch (0 = keep every worker for "
+                                                                 "the whole batch).")] = 4,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the batch summary as JSON.")] = False,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Restore many videos (and long ones, in segments) in parallel on Ray (the "batch" extra), with every setting
+    of `fvr restore`. Exits 1 when any video failed (the others are still written); OUT_DIR/batch-summary.json
+    lists every video."""
+    from fvr.run.batch import SUMMARY_NAME, BatchFailed, run_batch
+
+    require_ready([options["model"]])
+    setup_logging(quiet or as_json)
+    config = restore_config(options)
+    with batch_progress(err, enabled=not quiet and not as_json) as progress:
+        summary = run_batch(inputs, out_dir, config, workers=workers, ray_address=ray_address,
+                            segment_frames=segment_frames, resume=resume, threads=threads, progress=progress,
+                            segments_per_worker=segments_per_worker)
+    if as_json:
+        out.print_json(summary.to_json())
+    elif not quiet:
+        out.print(summary_table(summary))
+        out.print(f"wrote {escape(str(out_dir / SUMMARY_NAME))}")
+    if summary.failed:  # one line and exit code 1 through main(), like every other error
+        raise BatchFailed(summary)

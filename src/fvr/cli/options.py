@@ -1,0 +1,218 @@
+"""Option groups shared by the commands that restore: each option is declared once, and ``fvr restore``,
+``fvr batch`` and ``fvr info`` take the groups they need, so they accept the same settings with the same names,
+ranges and help, and build the same :class:`~fvr.run.config.RestoreConfig` (:func:`restore_config`).
+
+A command declares its own parameters and asks for groups with :func:`with_options`; it receives the group values
+as one ``options`` mapping (name -> value).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fvr.errors import ConfigError
+
+if typing.TYPE_CHECKING:
+    from fvr.faces.analyse import AnalysisConfig
+    from fvr.run.config import RestoreConfig
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One command-line option: its parameter name, its typer annotation and its default."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+
+def _opt(name: str, kind: Any, default: Any, *flags: str, **info: Any) -> Opt:
+    return Opt(name, Annotated[kind, typer.Option(*flags, **info)], default)
+
+
+MODEL = (
+    _opt("model", str | None, None, "--model", "-m", help="Restorer name (see `fvr models`), a .safetensors file "
+                                                          "from `fvr train`, an .onnx model, or a "
+                                                          "GFPGAN/CodeFormer/... checkpoint with fvr[spandrel] "
+                                                          "(docs/external-models.md); MODEL+STABILISER adds a "
+                                                          "temporal stabiliser. Default: fvr-prior-rt+flow-fast on "
+                                                          "CPU, fvr-prior+flow on CUDA (the shipped defaults with "
+                                                          "their stabiliser)."),
+    _opt("model_opt", list[str] | None, None, "--model-opt", help="KEY=VALUE for the model's loader, repeatable "
+                                                                  "(e.g. detail=0.5, precision=float32; range=-1,1 "
+                                                                  "channels=bgr w=0.7 for an .onnx file; see "
+                                                                  "docs/models.md and docs/external-models.md)."),
+    _opt("crop_size", int | None, None, "--crop-size", help="Override the model's crop size (128/256/512)."),
+    _opt("fidelity", float | None, None, "--fidelity", min=0.0, max=1.0, help="Fidelity-perception control of models "
+                                                                              "that have one (fvr-prior; "
+                                                                              "CodeFormer's w): 1 = closest to the "
+                                                                              "input, 0 = most generated detail."),
+    _opt("stabilise", str | None, None, "--stabilise", help="Temporal stabiliser around the model: flow (offline), "
+                                                            "flow-causal (streaming), flow-fast (real time: flow at "
+                                                            "256², one neighbour each side), learned (shipped, "
+                                                            "trained around image-baseline), or a trained stabiliser "
+                                                            ".safetensors."),
+    _opt("stabilise_window", int | None, None, "--stabilise-window", min=0, max=8, help="Stabiliser: neighbours "
+                                                                                        "fused on each side (default "
+                                                                                        "2)."),
+    _opt("stabilise_strength", float | None, None, "--stabilise-strength", min=0.0, max=1.0, help="Stabiliser: 0 = "
+                                                                                                  "per-frame output, "
+                                                                                                  "1 = fully fused "
+                                                                                                  "(default 1)."),
+    _opt("device", str, "auto", "--device", help="Where learned models run: auto (CUDA when available), cpu, cuda."),
+)
+"""Which model restores the faces, where, and with which temporal stabiliser."""
+
+COMPOSE = (
+    _opt("upscale", int, 1, "--upscale", "-u", min=1, max=8, help="Output scale factor."),
+    _opt("background", str, "lanczos", "--background", help="Background up-sampling: lanczos, bicubic, bilinear, "
+                                                            "compact (fast learned x2-x4), realesrgan (slow on CPU), "
+                                                            "or a super-resolution checkpoint file with "
+                                                            "fvr[spandrel]."),
+    _opt("faces", str, "all", "--faces", help="'all', 'largest', or track IDs from `fvr info`, e.g. 0,2."),
+    _opt("strength", float, 1.0, "--strength", min=0.0, max=1.0, help="Blend of restored over input face."),
+    _opt("fade_frames", int, 4, "--fade-frames", min=0, help="A face track that starts or ends while its shot goes "
+                                                             "on fades in/out over this many frames (0 = switch at "
+                                                             "once)."),
+    _opt("color_match", bool, False, "--color-match/--no-color-match", help="Match face colours to the input."),
+    _opt("feather", float, 0.06, "--feather", help="Mask edge softness (fraction of the crop)."),
+    _opt("mask_coverage", float, 1.6, "--mask-coverage", min=0.25, max=2.0, help="Size of the pasted face region: 1 "
+                                                                                 "= brows to chin, 1.6 (default) = "
+                                                                                 "nearly the whole aligned crop, "
+                                                                                 "hair included."),
+)
+"""How restored faces are pasted onto the (up-sampled) frame."""
+
+DETECTION = (
+    _opt("detector", str, "mtcnn", "--detector", help="Face detector: mtcnn (built in) or yunet."),
+    _opt("detector_model", Path | None, None, "--detector-model", help="Model file for yunet "
+                                                                       "(face_detection_yunet_*.onnx)."),
+    _opt("detect_size", int, 960, "--detect-size", min=64, help="Frames are shrunk to this longest side for "
+                                                                "detection (smaller is faster; faces must stay >= 20 "
+                                                                "px). The track IDs of --faces depend on it."),
+    _opt("detect_every", int, 1, "--detect-every", min=1, help="Run the detector every k frames (track in between). "
+                                                               "The track IDs of --faces depend on it."),
+    _opt("smoothing", str, "gaussian", "--smoothing", help="Landmark smoothing: gaussian, savgol, one-euro (causal), "
+                                                           "none."),
+    _opt("sigma", float, 3.0, "--sigma", help="Gaussian smoothing sigma in frames."),
+)
+"""How faces are found, tracked and steadied (``fvr info`` shows the tracks these settings give)."""
+
+ENCODE = (
+    _opt("crf", int, 18, "--crf", min=0, max=63, help="Encoder quality (lower is better)."),
+    _opt("preset", str, "medium", "--preset", help="Encoder preset (ultrafast ... veryslow)."),
+    _opt("codec", str | None, None, "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, "
+                                                    "... Default: libx264 (libvpx-vp9 for .webm)."),
+    _opt("pix_fmt", str | None, None, "--pix-fmt", help="Default: yuv420p, which every player decodes (odd sizes are "
+                                                        "padded by one edge pixel; yuv444p keeps them exact), or "
+                                                        "yuv420p10le for 10-bit input where the codec has it."),
+)
+"""How the output video is encoded."""
+
+INPUT = (
+    _opt("fps", float | None, None, "--fps", help="Frame rate for image-sequence input."),
+    _opt("strict", bool, False, "--strict", help="Refuse input with any decode error (corrupt or missing data) "
+                                                 "instead of restoring what the decoder concealed, with a warning."),
+)
+"""How the input is read."""
+
+RESTORE_GROUPS = (MODEL, COMPOSE, DETECTION, ENCODE, INPUT)
+"""Every setting of a restore run: what ``fvr restore`` and ``fvr batch`` share."""
+
+
+def with_options(*groups: tuple[Opt, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the options of ``groups`` to a typer command, after its own parameters; the command receives their
+    values as ``options`` (a dict, name -> value). An option name used twice is a programming error."""
+    extra = [o for group in groups for o in group]
+    names = [o.name for o in extra]
+    if len(set(names)) != len(names):
+        raise ValueError(f"an option is in two groups: {names}")
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = inspect.signature(command, eval_str=True)
+        hints = typing.get_type_hints(command, include_extras=True)
+        params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own.parameters.values()
+                  if p.name != "options"]
+        if clash := {p.name for p in params} & set(names):
+            raise ValueError(f"{command.__name__} declares shared options itself: {sorted(clash)}")
+        params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default,
+                                     annotation=o.annotation) for o in extra]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            options = {name: kwargs.pop(name) for name in names}
+            return command(**kwargs, options=options)
+
+        run.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate
+
+
+# ------------------------------------------------------------------------------------------------ configs
+
+
+def model_options(pairs: list[str] | None, crop_size: int | None = None,
+                  fidelity: float | None = None) -> dict[str, object]:
+    """--model-opt KEY=VALUE pairs (and --crop-size, --fidelity) -> the model factory's keyword options."""
+    from fvr.models.reference import parse_option_value
+
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-opt wants KEY=VALUE, got {pair!r}")
+        options[key.strip()] = parse_option_value(value)
+    if crop_size:
+        options["crop_size"] = crop_size
+    if fidelity is not None:
+        options["fidelity"] = fidelity
+    return options
+
+
+def stabiliser_options(window: int | None, strength: float | None) -> dict[str, object]:
+    """--stabilise-window / --stabilise-strength -> the stabiliser's options (only those given)."""
+    return {k: v for k, v in (("window", window), ("strength", strength)) if v is not None}
+
+
+def analysis_config(o: Mapping[str, Any]) -> AnalysisConfig:
+    """The :data:`DETECTION` group's values -> how faces are found, tracked and smoothed."""
+    from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
+    from fvr.faces.analyse import AnalysisConfig
+
+    model = o["detector_model"]
+    return AnalysisConfig(
+        detector=DetectorConfig(name=o["detector"], model_path=str(model) if model else None,
+                                max_side=o["detect_size"]),
+        tracker=TrackerConfig(detect_every=o["detect_every"]),
+        smoothing=SmoothingConfig(method=o["smoothing"], sigma=o["sigma"]),
+    )
+
+
+def restore_config(o: Mapping[str, Any]) -> RestoreConfig:
+    """The values of :data:`RESTORE_GROUPS` -> the run's config (validated as it is built: a one-line ConfigError
+    when a value is out of range)."""
+    from fvr.io import EncodeOptions
+    from fvr.run.config import RestoreConfig
+
+    analysis = analysis_config(o)
+    config = RestoreConfig(
+        model=o["model"], model_options=model_options(o["model_opt"], o["crop_size"], o["fidelity"]),
+        stabilise=o["stabilise"], stabilise_options=stabiliser_options(o["stabilise_window"], o["stabilise_strength"]),
+        device=o["device"], upscale=o["upscale"], background=o["background"], faces=o["faces"],
+        strength=o["strength"], fade_frames=o["fade_frames"], color_match=o["color_match"], feather=o["feather"],
+        mask_coverage=o["mask_coverage"], detector=analysis.detector, tracker=analysis.tracker,
+        smoothing=analysis.smoothing,
+        encode=EncodeOptions(codec=o["codec"], crf=o["crf"], preset=o["preset"], pix_fmt=o["pix_fmt"]),
+        sequence_fps=o["fps"], strict=o["strict"],
+    )
+    return config

@@ -1,0 +1,1 @@
+"""SRVGGNetCompact (realesr-animevideov3): the architecture and its ncnn converter."""

@@ -1,0 +1,209 @@
+"""``restore_video``: the whole pipeline, io -> faces -> models -> compose -> io, streaming, in one process.
+
+Two passes over the input, both with bounded memory:
+
+1. **analyse** — decode, detect, track (stable IDs, gaps, scene cuts), then smooth each track's landmarks over
+   time (:func:`analyse_video`). Only small per-frame landmark arrays are kept, never frames.
+2. **restore** — decode again; every frame goes through the :class:`~fvr.run.assemble.FrameAssembler` (aligned
+   crops of the selected tracks -> restorer in chunks -> paste-back) and is encoded, with audio and subtitle
+   packets copied untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from fvr.faces import DetectorConfig, FaceTracks, TrackerConfig, smooth_tracks
+from fvr.faces.analyse import AnalysisConfig, analyse_faces
+from fvr.io import Frame, MediaSource, VideoInfo, check_output_path, open_sink
+from fvr.io.sink import VIDEO_SUFFIXES
+from fvr.models import FrameRestorer, ModelRegistry, Restorer, as_frame_restorer, builtin_registry
+from fvr.run.assemble import CHUNK, FrameAssembler
+from fvr.run.build import build_restorer
+from fvr.run.config import ProgressCallback, RestoreConfig, RestoreReport
+
+log = logging.getLogger(__name__)
+
+
+class FirstPass(NamedTuple):
+    """What the analysis pass found: the raw face tracks, every frame's timestamp ((N,) int64), and the warnings
+    about the decoded data (corrupt packets) that the run's report carries."""
+
+    tracks: FaceTracks
+    pts: np.ndarray
+    warnings: list[str]
+
+
+def analyse_video(source: MediaSource, analysis: AnalysisConfig = AnalysisConfig(),
+                  progress: ProgressCallback | None = None) -> FirstPass:
+    """Pass 1 over ``source``: detect and track every face (:func:`fvr.faces.analyse.analyse_faces`), recording
+    every frame's timestamp and the decoding warnings (logged here)."""
+    pts: list[int] = []
+    total = source.info.num_frames
+
+    def frames():
+        for frame in source.frames():
+            pts.append(frame.pts)
+            yield frame.rgb
+
+    def on_frame(i: int) -> None:
+        if progress is not None:
+            progress("analyse", i + 1, total)
+
+    faces = analyse_faces(frames(), analysis, float(source.info.fps), on_frame=on_frame)
+    return FirstPass(faces.raw, np.asarray(pts, dtype=np.int64), decode_warnings(source))
+
+
+def analyse_source(
+    source: MediaSource,
+    detector: DetectorConfig = DetectorConfig(),
+    tracker: TrackerConfig = TrackerConfig(),
+    progress: ProgressCallback | None = None,
+) -> FaceTracks:
+    """Pass 1 without its bookkeeping: the raw face tracks of ``source`` (landmarks not yet smoothed)."""
+    total = source.info.num_frames
+
+    def on_frame(i: int) -> None:
+        if progress is not None:
+            progress("analyse", i + 1, total)
+
+    frames = (f.rgb for f in source.frames())
+    return analyse_faces(frames, AnalysisConfig(detector, tracker), float(source.info.fps), on_frame=on_frame).raw
+
+
+def decode_warnings(source: MediaSource) -> list[str]:
+    """Log and return the warning for corrupt data the last decoding pass of ``source`` met (none: [])."""
+    if not source.decode_errors:
+        return []
+    message = f"{source.path.name}: {source.decode_errors.describe()}"
+    log.warning(message)
+    return [message]
+
+
+def input_warnings(source: MediaSource) -> list[str]:
+    """Log and return warnings about what the input is (a still image under a video name)."""
+    if source.info.is_still and source.path.suffix.lower() in VIDEO_SUFFIXES:
+        message = (f"{source.path.name} is a single {source.info.codec.upper()} image, not a video: it is restored "
+                   f"as a photo")
+        log.warning(message)
+        return [message]
+    return []
+
+
+
+
+def restore_video(
+    input: str | Path,
+    output: str | Path,
+    config: RestoreConfig = RestoreConfig(),
+    *,
+    registry: ModelRegistry | None = None,
+    restorer: Restorer | None = None,
+    tracks: FaceTracks | None = None,
+    progress: ProgressCallback | None = None,
+    overwrite: bool = True,
+) -> RestoreReport:
+    """Restore every (selected) face of a video or PNG-sequence folder and write the result atomically.
+
+    input: a video file or a folder of images. output: a video file (by suffix: .mp4, .mkv, .mov, ...) or a folder
+    for a PNG sequence. ``restorer`` overrides ``config.model`` with an already built model; ``tracks`` (raw tracks
+    from :func:`analyse_source` on the same input) skips the analysis pass. ``overwrite=False`` refuses an existing
+    output before any work.
+    Raises :class:`fvr.errors.FvrError` subclasses with one-line messages for every user-fixable problem.
+    """
+    config.validate()
+    out_path = check_output_path(output, input, encode=config.encode, overwrite=overwrite)
+    registry = registry or builtin_registry()
+    if restorer is None:
+        restorer = build_restorer(config, registry)
+    if (frame_restorer := as_frame_restorer(restorer)) is not None:
+        return _restore_whole_frames(input, out_path, frame_restorer, config, progress)
+    warnings: list[str] = []
+
+    with MediaSource(input, sequence_fps=config.sequence_fps, strict=config.strict) as source:
+        info = source.info
+        warnings.extend(input_warnings(source))
+        t0 = time.perf_counter()
+        if tracks is None:
+            first = analyse_video(source, config.analysis, progress)
+            raw_tracks = first.tracks
+            warnings.extend(first.warnings)
+        else:
+            raw_tracks = tracks
+        selected = smooth_tracks(raw_tracks, config.smoothing, float(info.fps))
+        if raw_tracks.tracks:  # with no face at all, any --faces choice just means "re-encode"
+            selected = selected.select(config.faces)
+        t1 = time.perf_counter()
+        if not selected.tracks:
+            msg = "no faces found: the output is the input re-encoded" if not raw_tracks.tracks else \
+                f"no track matches --faces {config.faces}: the output is the input re-encoded"
+            log.warning(msg)
+            warnings.append(msg)
+        frames = _restore_pass(source, info, out_path, selected, restorer, config, progress, raw_tracks.num_frames)
+        if tracks is not None:  # no analysis pass here: the restore pass was the first to decode
+            warnings.extend(decode_warnings(source))
+        t2 = time.perf_counter()
+
+    return RestoreReport(
+        input=str(input), output=str(out_path), model=restorer.spec.name, frames=frames.count,
+        width=info.width * config.upscale, height=info.height * config.upscale, tracks=len(selected.tracks),
+        face_frames=frames.face_frames, scene_cuts=len(raw_tracks.scene_cuts),
+        seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings,
+    )
+
+
+FRAME_TILE = 512
+"""Whole-frame models run on spatial tiles of this many output pixels (bounded memory at any frame size)."""
+
+
+def _restore_whole_frames(input: str | Path, out_path: Path, restorer: FrameRestorer, config: RestoreConfig,
+                          progress: ProgressCallback | None) -> RestoreReport:
+    """A whole-frame model (generic video restoration, e.g. ``basicvsr``): no face analysis; every frame, up-sampled
+    by ``config.upscale``, goes through the network in overlapping chunks (its declared context) and tiles."""
+    from fvr.run.framewise import restore_frames_video
+
+    report = restore_frames_video(input, out_path, restorer.frame_network(), upscale=config.upscale,
+                                  chunk=config.chunk or CHUNK,
+                                  overlap=max(restorer.spec.past, restorer.spec.future), tile=FRAME_TILE,
+                                  encode=config.encode, sequence_fps=config.sequence_fps, progress=progress)
+    return RestoreReport(
+        input=str(input), output=report.output, model=restorer.spec.name, frames=report.frames,
+        width=report.width, height=report.height, tracks=0, face_frames=0, scene_cuts=0,
+        seconds_analyse=0.0, seconds_restore=report.seconds, warnings=[],
+    )
+
+
+@dataclass
+class _PassResult:
+    count: int
+    face_frames: int
+
+
+def _restore_pass(
+    source: MediaSource, info: VideoInfo, out_path: Path, tracks: FaceTracks, restorer: Restorer,
+    config: RestoreConfig, progress: ProgressCallback | None, total: int,
+) -> _PassResult:
+    source.rewind()
+    size = (info.width * config.upscale, info.height * config.upscale)
+    state = FrameAssembler(tracks, restorer, config)
+    count = 0
+    with open_sink(out_path, info, size, config.encode, source.copyable_streams) as sink:
+        for item in source.media(copy_streams=True):
+            if not isinstance(item, Frame):
+                sink.copy_packet(item)
+                continue
+            for frame, rgb in state.push(item):
+                sink.write(rgb, frame.pts)
+                count += 1
+                if progress is not None:
+                    progress("restore", count, total)
+        for frame, rgb in state.finish():
+            sink.write(rgb, frame.pts)
+            count += 1
+    return _PassResult(count, state.face_frames)
