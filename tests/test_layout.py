@@ -140,7 +140,7 @@ LAYERS = {
     "fvr.degrade": {"fvr.io"},
     "fvr.models": {"fvr.compose", "fvr.faces", "fvr.flow"},
     "fvr.metrics": {"fvr.faces", "fvr.models", "fvr.flow", "fvr.compose"},
-    "fvr.run": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.signals"},
+    "fvr.run": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.signals", "fvr.synthetic"},
 }
 
 

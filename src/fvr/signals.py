@@ -63,3 +63,43 @@ def signals_raise(*, respect_ignored: bool = True) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+class StopRequest:
+    """Set by the first termination signal inside :func:`signals_stop`; ``name`` says which (e.g. "SIGINT")."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.name = ""
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+@contextmanager
+def signals_stop(*, respect_ignored: bool = True) -> Iterator[StopRequest]:
+    """Within the block, the first SIGINT, SIGTERM or SIGHUP only sets the yielded :class:`StopRequest` (a live
+    session then ends between two frames, never inside a write); a second one raises :class:`Interrupted` as
+    :func:`signals_raise` does. Previous handlers are restored on exit; ignored signals stay ignored as there.
+    Outside the main thread it only yields the request."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if request.is_set():
+            _raise(signum, frame)
+        request.name = signal.Signals(signum).name
+        request.event.set()
+
+    previous = {s: signal.getsignal(s) for s in HANDLED}
+    try:
+        for s in HANDLED:
+            if s in (signal.SIGHUP, signal.SIGINT) and respect_ignored and previous[s] == signal.SIG_IGN:
+                continue
+            signal.signal(s, stop)
+        yield request
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)

@@ -191,3 +191,25 @@ def test_cli_bench_errors_are_one_line(clip_dir, tmp_path, capsys):
     assert main(["bench", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "z")]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("fvr: error:") for line in err)
+
+
+def test_methods_restore_with_the_benchmarks_detection_cadence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fvr bench --detect-every K` reaches every method's restore (the restore speed/quality trade-off can be
+    measured); a cadence below 1 is refused."""
+    import fvr.run.pipeline
+    from fvr.bench.methods import BenchMethod
+    from fvr.bench.runner import MethodJob, run_method_job
+
+    seen = []
+
+    def capture(input, output, config, **kwargs):
+        seen.append(config.tracker.detect_every)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(fvr.run.pipeline, "restore_video", capture)
+    with pytest.raises(InputError):
+        run_method_job(MethodJob(BenchMethod("c", model="classical"), "in.mp4", f"{tmp_path}/", 1, None,
+                                 detect_every=3))
+    assert seen == [3]
+    with pytest.raises(ConfigError, match="detect-every"):
+        BenchConfig(data=tmp_path, out=tmp_path / "o", detect_every=0).validate()

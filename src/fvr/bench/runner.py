@@ -38,8 +38,8 @@ import numpy as np
 
 from fvr.bench.methods import BenchMethod, resolve_methods
 from fvr.compose.mask import DEFAULT_COVERAGE
-from fvr.errors import ConfigError, InputError
-from fvr.faces import DetectorConfig, FaceTracks, warp_to_crop
+from fvr.errors import ConfigError, InputError, check_range
+from fvr.faces import DetectorConfig, FaceTracks, TrackerConfig, warp_to_crop
 from fvr.faces.analyse import AnalysisConfig, aligned_faces, analyse_faces
 from fvr.io import MediaSource, probe
 from fvr.io.sink import VIDEO_SUFFIXES
@@ -77,6 +77,8 @@ class BenchConfig:
     grid_clips: comma-separated globs of the clips whose crops go into crops.png (e.g. only clips whose licence
         allows publishing their frames); the metrics cover every clip either way.
     mask_coverage: size of the pasted face region for every method (``fvr restore --mask-coverage``).
+    detect_every: every method's restore runs the face detector every k frames (``fvr restore --detect-every``;
+        the evaluation crops always come from detection on every frame of the ground truth).
     """
 
     data: Path
@@ -96,6 +98,7 @@ class BenchConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     grid_clips: str = "*"
     mask_coverage: float = DEFAULT_COVERAGE
+    detect_every: int = 1
 
     def validate(self) -> None:
         if not Path(self.data).is_dir():
@@ -106,6 +109,7 @@ class BenchConfig:
             raise ConfigError(f"upscale must be 1, 2, 4 or 8, got {self.upscale}")
         if self.crop_size < 64:
             raise ConfigError("crop size must be at least 64")
+        check_range("--detect-every", self.detect_every, 1, None, integer=True)
 
 
 def list_clips(folder: Path, pattern: str) -> list[Path]:
@@ -140,13 +144,15 @@ class MethodJob:
     upscale: int
     fps: float | None  # for image-sequence inputs
     mask_coverage: float = DEFAULT_COVERAGE
+    detect_every: int = 1
 
 
 def run_method_job(job: MethodJob) -> dict:
     """Run one method on one clip (in a child process when isolated). Returns timing, memory and the report."""
     from fvr.run.pipeline import restore_video
 
-    base = RestoreConfig(sequence_fps=job.fps, mask_coverage=job.mask_coverage)
+    base = RestoreConfig(sequence_fps=job.fps, mask_coverage=job.mask_coverage,
+                         tracker=TrackerConfig(detect_every=job.detect_every))
     config = job.method.restore_config(base, job.upscale)
     registry = builtin_registry()
     t0 = time.perf_counter()
@@ -314,7 +320,8 @@ def _run_methods(methods: list[BenchMethod], lq: Path, work: Path, upscale: int,
             shutil.rmtree(out_dir)
         # a trailing separator: a PNG-frame folder whatever the method's name looks like ("x.onnx",
         # "m.safetensors+flow")
-        job = MethodJob(method, str(lq), f"{out_dir}{os.sep}", upscale, fps, config.mask_coverage)
+        job = MethodJob(method, str(lq), f"{out_dir}{os.sep}", upscale, fps, config.mask_coverage,
+                        config.detect_every)
         runs[method.name] = _run_job(job, config.isolate)
         runs[method.name]["output"] = out_dir
     return runs

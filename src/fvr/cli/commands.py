@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from fvr.cli.app import app, err, out, require_ready, setup_logging
-from fvr.cli.options import DETECTION, RESTORE_GROUPS, analysis_config, restore_config, with_options
+from fvr.cli.options import COMPOSE, DETECTION, MODEL, RESTORE_GROUPS, analysis_config, restore_config, with_options
 from fvr.cli.progress import StageBars, batch_progress, summary_table
 
 
@@ -228,6 +228,9 @@ def bench(
     mask_coverage: Annotated[float, typer.Option(
         min=0.25, max=2.0,
         help="Pasted face region of every method (as fvr restore --mask-coverage; default 1.6).")] = 1.6,
+    detect_every: Annotated[int, typer.Option(
+        min=1, help="Every method's restore detects faces every k frames (as fvr restore --detect-every); the "
+                    "evaluation crops always come from detection on every frame.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Benchmark restorers: degrade clips, restore them with each method, measure, write tables and plots."""
@@ -245,7 +248,7 @@ def bench(
         data=folder, out=out_dir, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         preset=preset, seed=seed, frames=frames, clips=clips, real=real is not None, upscale=upscale,
         metrics=tuple(m.strip() for m in metrics.split(",")) if metrics else None, keep_outputs=keep_outputs,
-        cache=cache, grid_clips=grid_clips, mask_coverage=mask_coverage,
+        cache=cache, grid_clips=grid_clips, mask_coverage=mask_coverage, detect_every=detect_every,
     )
     with StageBars(err, enabled=not quiet, rate="", width=48, steps=True) as progress:
         results = run_bench(config, progress=progress)
@@ -402,3 +405,77 @@ def batch(
         out.print(f"wrote {escape(str(out_dir / SUMMARY_NAME))}")
     if summary.failed:  # one line and exit code 1 through main(), like every other error
         raise BatchFailed(summary)
+
+
+LIVE_DEFAULTS = {"model": "fvr-fast", "smoothing": "one-euro", "detect_every": 5, "detect_size": 640}
+"""What `fvr live` starts with: the causal shipped model, causal smoothing, detection every 5 frames on 640-px
+frames (optical flow in between): MTCNN on every 720p frame alone costs more than a frame's time on 2 cores."""
+
+
+@app.command()
+@with_options(MODEL, COMPOSE, DETECTION, defaults=LIVE_DEFAULTS)
+def live(
+    source: Annotated[str, typer.Argument(help="A camera (0, 1, ... or /dev/videoN), a stream URL (rtsp://, "
+                                               "http://, udp://, ...) or a video file.")],
+    output: Annotated[str, typer.Option("--output", "-o",
+                                        help="Where restored frames go: a video file (.mp4, .mkv, ...), "
+                                             "udp://HOST:PORT (MPEG-TS), mjpeg:PORT (a preview on "
+                                             "http://127.0.0.1:PORT/), window, virtualcam, or null.")] = "mjpeg:8080",
+    realtime: Annotated[bool, typer.Option("--realtime",
+                                           help="A file source plays at its own frame rate, like a camera (frames "
+                                                "the restorer cannot keep up with are dropped); without it a file "
+                                                "is read as fast as it is restored, with no drop.")] = False,
+    stats: Annotated[Path | None, typer.Option(
+        "--stats", help="Write the session's figures as JSON (frames_in, frames_out, dropped, latency_ms_p50/p95, "
+                        "...).")] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Show input | restored.")] = False,
+    overlay: Annotated[bool, typer.Option("--overlay", help="Draw fps and latency on the output.")] = False,
+    adapt: Annotated[bool, typer.Option("--adapt/--no-adapt",
+                                        help="When frames are dropped, detect less often and on smaller frames.")]
+    = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace an existing output file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No running figures.")] = False,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Restore faces live, one causal pass: a camera or stream to a virtual camera, a window, a browser preview, a
+    network stream or a file. Ctrl-C ends the session; a file keeps every frame written."""
+    from fvr.io.live import open_live_sink, open_live_source
+    from fvr.io.sink import check_output_path
+    from fvr.models import builtin_registry
+    from fvr.run.build import build_restorer
+    from fvr.run.live import LiveAssembler, check_causal, output_size, run_live, write_stats
+
+    setup_logging(quiet)
+    config = restore_config({**options, "crf": 20, "preset": "veryfast", "codec": None, "pix_fmt": None,
+                             "fps": None, "strict": False})
+    require_ready([config.model])
+    restorer = build_restorer(config, builtin_registry())
+    check_causal(restorer, config)
+    src = open_live_source(source, realtime=realtime)
+    try:
+        info = src.info
+        if "." in Path(output).name and "://" not in output and not output.startswith(("mjpeg:", "virtualcam")):
+            check_output_path(output, source if Path(source).exists() else None, overwrite=overwrite)
+        sink = open_live_sink(output, info, output_size(info.width, info.height, config.upscale, side_by_side))
+    except BaseException:
+        src.close()
+        raise
+    url = getattr(sink, "url", None)
+    if url and not quiet:
+        err.print(f"preview: {url}")
+    assembler = LiveAssembler(restorer, config, float(info.fps or 25))
+
+    def show(s: Any) -> None:
+        err.print(f"[dim]{s.frames_out}/{s.frames_in} frames, {s.dropped} dropped, {s.fps_out:.1f} fps, latency "
+                  f"p50 {s.latency_ms_p50:.0f} ms p95 {s.latency_ms_p95:.0f} ms[/]", highlight=False)
+
+    result = run_live(src, sink, assembler, adapt=adapt, side_by_side=side_by_side, overlay=overlay,
+                      on_stats=None if quiet else show)
+    if stats is not None:
+        write_stats(result, stats)
+    if not quiet:
+        ended = f"stopped ({result.stopped_by})" if result.stopped_by else "source ended"
+        err.print(f"{ended}: {result.frames_out} of {result.frames_in} frames restored ({result.dropped} dropped), "
+                  f"{result.fps_out:.1f} fps, latency p50 {result.latency_ms_p50:.0f} ms, "
+                  f"p95 {result.latency_ms_p95:.0f} ms")

@@ -12,7 +12,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,10 +128,15 @@ RESTORE_GROUPS = (MODEL, COMPOSE, DETECTION, ENCODE, INPUT)
 """Every setting of a restore run: what ``fvr restore`` and ``fvr batch`` share."""
 
 
-def with_options(*groups: tuple[Opt, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_options(*groups: tuple[Opt, ...], defaults: Mapping[str, Any] | None = None
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add the options of ``groups`` to a typer command, after its own parameters; the command receives their
-    values as ``options`` (a dict, name -> value). An option name used twice is a programming error."""
-    extra = [o for group in groups for o in group]
+    values as ``options`` (a dict, name -> value). ``defaults``: other defaults for this command (``fvr live``
+    detects less often than ``fvr restore``). An option name used twice is a programming error."""
+    defaults = dict(defaults or {})
+    extra = [replace(o, default=defaults.pop(o.name)) if o.name in defaults else o for group in groups for o in group]
+    if defaults:
+        raise ValueError(f"defaults for options not in the groups: {sorted(defaults)}")
     names = [o.name for o in extra]
     if len(set(names)) != len(names):
         raise ValueError(f"an option is in two groups: {names}")

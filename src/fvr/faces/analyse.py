@@ -87,7 +87,14 @@ def aligned_faces(rgb: np.ndarray, tracks: FaceTracks, index: int, size: int, *,
         if wanted is not None and track_id not in wanted:
             continue
         track = tracks.track(track_id)
-        matrix = align_matrix(landmarks * scale, size)
-        raw = transform_points(matrix, track.raw_landmarks[index - track.start] * scale).astype(np.float32)
-        faces.append(AlignedFace(track_id, warp_to_crop(rgb, matrix, size), matrix, raw))
+        faces.append(align_face(rgb, track_id, landmarks, track.raw_landmarks[index - track.start], size, scale))
     return faces
+
+
+def align_face(rgb: np.ndarray, track: int, landmarks: np.ndarray, raw: np.ndarray, size: int,
+               scale: float = 1.0) -> AlignedFace:
+    """One face of ``rgb`` aligned: cut with ``landmarks`` (smoothed, (5, 2) frame pixels), handed on with
+    ``raw`` (detected) in crop pixels; frame coordinates times ``scale`` for an up-sampled ``rgb``."""
+    matrix = align_matrix(landmarks * scale, size)
+    crop_raw = transform_points(matrix, raw * scale).astype(np.float32)
+    return AlignedFace(track, warp_to_crop(rgb, matrix, size), matrix, crop_raw)

@@ -167,14 +167,40 @@ def smooth_landmarks(landmarks: np.ndarray, config: SmoothingConfig, fps: float)
     elif config.method == "savgol":
         out = savgol_smooth(lm, config.window, config.order)
     elif config.method == "one-euro":
-        if fps <= 0:
-            raise ConfigError(f"one-euro smoothing needs a positive frame rate, got {fps}")
-        # Face-size units make beta independent of resolution; the first frame's size keeps it causal.
-        unit = float(face_sizes(lm[0])) if len(lm) else 1.0
-        out = one_euro_smooth(lm / unit, fps, config.min_cutoff, config.beta, config.d_cutoff) * unit
+        smoother = LandmarkSmoother(config, fps)
+        return np.stack([smoother(x) for x in lm]) if len(lm) else lm.astype(np.float32)
     else:
         out = lm
     return out.astype(np.float32)
+
+
+class LandmarkSmoother:
+    """Causal smoothing of one track's landmarks, one frame at a time (live video): ``smoother(raw)`` ->
+    smoothed (5, 2) float32, exactly what :func:`smooth_landmarks` gives for that frame of the whole track.
+    For the causal methods only ("one-euro", "none", see :func:`is_causal`)."""
+
+    def __init__(self, config: SmoothingConfig, fps: float):
+        if not is_causal(config):
+            raise ConfigError(f"smoothing {config.method!r} needs future frames: live video takes one-euro or none")
+        if config.method == "one-euro" and fps <= 0:
+            raise ConfigError(f"one-euro smoothing needs a positive frame rate, got {fps}")
+        self.config = config
+        self.fps = fps
+        self.filter = OneEuroFilter(config.min_cutoff, config.beta, config.d_cutoff, fps) \
+            if config.method == "one-euro" else None
+        self.unit = 1.0
+        self.count = 0
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        x = np.asarray(raw, dtype=np.float64)
+        if self.filter is None:
+            return x.astype(np.float32)
+        if self.count == 0:
+            # face-size units make beta independent of resolution; the first frame's size keeps it causal
+            self.unit = float(face_sizes(x))
+        out = self.filter(x / self.unit, self.count / self.fps) * self.unit
+        self.count += 1
+        return out.astype(np.float32)
 
 
 def smooth_tracks(tracks: FaceTracks, config: SmoothingConfig, fps: float) -> FaceTracks:

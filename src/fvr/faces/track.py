@@ -396,7 +396,8 @@ class TrackerConfig:
 class _LiveTrack:
     """A track being built: compact per-frame records (4-byte floats), appended as frames arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: int = 0) -> None:
+        self.key = key  # stable while the track lives (final IDs are given by FaceTracker.finish)
         self.frames = array("q")
         self.landmarks = array("f")  # 10 per frame
         self.boxes = array("f")  # 4 per frame
@@ -636,6 +637,7 @@ class FaceTracker:
         self._shape: tuple[int, ...] | None = None
         self._prev_flow: _FlowImage | None = None
         self._live: list[_LiveTrack] = []
+        self._next_key = 0
         self._shot_tracks: list[Track] = []  # closed in the current shot, kept or dropped once its length is known
         self._done: list[Track] = []
         self._cuts: list[int] = []
@@ -665,6 +667,14 @@ class FaceTracker:
         self._settle(i + 1 - self._shot_start, shot_ended=False)
         self._prev_flow = flow
         self._frame += 1
+
+    def current(self) -> list[tuple[int, np.ndarray]]:
+        """The faces followed on the last frame given to :meth:`update`, as it was processed (causally: nothing
+        after it is known): (live key, (5, 2) float32 landmarks) per live track with a record on that frame,
+        detected or carried by optical flow. A key stays the same while its track lives; a face missed on this
+        frame is absent (the offline tracks interpolate such gaps afterwards)."""
+        last = self._frame - 1
+        return [(t.key, t.last()[0]) for t in self._live if len(t.frames) and t.last_frame == last]
 
     def finish(self) -> FaceTracks:
         """Close every track and return them, IDs 0..K-1 in order of first appearance."""
@@ -724,7 +734,8 @@ class FaceTracker:
             used.add(col)
         for col in range(len(dets)):
             if col not in used:
-                track = _LiveTrack()
+                track = _LiveTrack(self._next_key)
+                self._next_key += 1
                 track.append(i, dets.landmarks[col], dets.boxes[col], float(dets.scores[col]), True)
                 self._live.append(track)
 

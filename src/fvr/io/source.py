@@ -218,36 +218,52 @@ class MediaSource:
 
     def _open_video(self) -> VideoInfo:
         c = self._open_container()
+        error: InputError | None = None
         try:
-            if not c.streams.video:
-                raise InputError(f"{self.path} has no video stream")
-            v = c.streams.video[0]
-            cc = v.codec_context
-            if cc is None:  # a stream FFmpeg has no decoder for (a damaged codec id)
-                raise InputError(f"{self.path}: the video stream's codec is unknown (corrupt file?)")
-            if cc.width <= 0 or cc.height <= 0:
-                raise InputError(f"{self.path}: video stream has no frame size (corrupt or truncated file)")
-            first = _first_frame(c, self.path)
-            rotation = int(round(float(first.rotation or 0) / 90.0)) % 4 * 90
-            w, h = (first.height, first.width) if rotation % 180 else (first.width, first.height)
-            fps = v.average_rate or v.guessed_rate or v.base_rate or DEFAULT_SEQUENCE_FPS
-            tb = v.time_base or Fraction(1, 1000)
-            duration = float(v.duration * tb) if v.duration else (c.duration / 1e6 if c.duration else 0.0)
-            n = v.frames or int(round(duration * float(fps)))
-            still = c.format.name == "image2" or c.format.name.endswith("_pipe")
-            n = 1 if still and not n else n
-            self._exact_count = bool(v.frames) or still
-            self._error_sources = {cc.name, c.format.name}
-            info = VideoInfo(
-                path=str(self.path), width=w, height=h, fps=Fraction(fps), time_base=Fraction(tb), num_frames=n,
-                duration=duration, rotation=rotation, codec=cc.name, pix_fmt=cc.pix_fmt or "",
-                is_still=still,
-                streams=tuple(_describe(s) for s in c.streams),
-            )
-        finally:
+            info = self._read_header(c)
+        except InputError as exc:
+            error = exc
+        # Freeing the codec context joins the decoder's frame threads (see close()). Every reference to it was
+        # local to _read_header (or held by the error's traceback, dropped here), so it is freed in this block,
+        # with logging off, even while another file's pass has FFmpeg's logging raised.
+        with _ERROR_LEVEL.off():
+            if error is not None:
+                error.__traceback__ = None
             c.close()
+            del c
+        if error is not None:
+            raise error
         # A fresh container for the first pass: decoding the first frame above consumed packets.
         self._container = self._open_container()
+        return info
+
+    def _read_header(self, c: av.container.InputContainer) -> VideoInfo:
+        """What the header and the first frame of the open container ``c`` say."""
+        if not c.streams.video:
+            raise InputError(f"{self.path} has no video stream")
+        v = c.streams.video[0]
+        cc = v.codec_context
+        if cc is None:  # a stream FFmpeg has no decoder for (a damaged codec id)
+            raise InputError(f"{self.path}: the video stream's codec is unknown (corrupt file?)")
+        if cc.width <= 0 or cc.height <= 0:
+            raise InputError(f"{self.path}: video stream has no frame size (corrupt or truncated file)")
+        first = _first_frame(c, self.path)
+        rotation = int(round(float(first.rotation or 0) / 90.0)) % 4 * 90
+        w, h = (first.height, first.width) if rotation % 180 else (first.width, first.height)
+        fps = v.average_rate or v.guessed_rate or v.base_rate or DEFAULT_SEQUENCE_FPS
+        tb = v.time_base or Fraction(1, 1000)
+        duration = float(v.duration * tb) if v.duration else (c.duration / 1e6 if c.duration else 0.0)
+        n = v.frames or int(round(duration * float(fps)))
+        still = c.format.name == "image2" or c.format.name.endswith("_pipe")
+        n = 1 if still and not n else n
+        self._exact_count = bool(v.frames) or still
+        self._error_sources = {cc.name, c.format.name}
+        info = VideoInfo(
+            path=str(self.path), width=w, height=h, fps=Fraction(fps), time_base=Fraction(tb), num_frames=n,
+            duration=duration, rotation=rotation, codec=cc.name, pix_fmt=cc.pix_fmt or "",
+            is_still=still,
+            streams=tuple(_describe(s) for s in c.streams),
+        )
         return info
 
     # -- reading -------------------------------------------------------------------------------------------------
@@ -434,8 +450,9 @@ class MediaSource:
             # Closing joins the decoder's frame threads while holding the GIL; a thread that logs then waits for
             # the GIL in PyAV's log callback and both hang (PyAV issues 751, 909). With logging off it never asks.
             with _ERROR_LEVEL.off():
-                self._container.close()
-            self._container = None
+                container, self._container = self._container, None
+                container.close()
+                del container  # the last reference: the codec contexts are freed now, logging still off
 
     def __enter__(self) -> MediaSource:
         return self

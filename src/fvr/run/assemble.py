@@ -12,7 +12,7 @@ import numpy as np
 from fvr.compose import FacePaste, face_mask, paste_faces
 from fvr.compose.background import Background
 from fvr.faces import FaceTracks, Track
-from fvr.faces.analyse import aligned_faces
+from fvr.faces.analyse import AlignedFace, aligned_faces
 from fvr.io import Frame
 from fvr.models import Restorer
 from fvr.models.base import chw_clip
@@ -64,12 +64,26 @@ class TrackFade:
 
 
 @dataclass
-class _Crop:
+class FaceCrop:
+    """One aligned face of one frame, waiting for the restorer (float crop, the matrix to paste it back, the
+    landmarks the restorer is handed, the paste weight)."""
+
     frame: int
     crop: np.ndarray  # (S, S, 3) float32 [0, 1]
     matrix: np.ndarray  # (2, 3) frame -> crop
     landmarks: np.ndarray  # (5, 2) crop pixels
     weight: float = 1.0  # paste weight (TrackFade)
+
+
+def face_crop(frame: int, face: AlignedFace, weight: float = 1.0) -> FaceCrop:
+    """An aligned face (uint8 crop) as the restorer's input: float32 in [0, 1]."""
+    return FaceCrop(frame, face.crop.astype(np.float32) * (1.0 / 255.0), face.matrix, face.landmarks, weight)
+
+
+def compose_frame(background: np.ndarray, pastes: list[FacePaste], mask: np.ndarray,
+                  config: RestoreConfig) -> np.ndarray:
+    """The restored faces pasted onto the (up-sampled) frame with the run's strength and colour matching."""
+    return paste_faces(background, pastes, mask, strength=config.strength, color_match=config.color_match)
 
 
 CHUNK = 16
@@ -90,21 +104,22 @@ def chunk_frames(config: RestoreConfig, restorer: Restorer) -> int:
 
 class TrackRunner:
     """Feeds one track to the restorer in chunks: with the past context the model declares, or, for a model that
-    carries its state along the track, with the state the previous chunk left."""
+    carries its state along the track, with the state the previous chunk left. ``end``: the frame after the
+    track's last (its last chunk runs there); None for a live track, whose end is not known."""
 
-    def __init__(self, track: Track, restorer: Restorer, chunk: int):
-        self.track = track
+    def __init__(self, restorer: Restorer, chunk: int, end: int | None = None):
+        self.end = end
         self.restorer = restorer
         self.chunk = chunk
-        self.pending: list[_Crop] = []
+        self.pending: list[FaceCrop] = []
         self.carry = restorer.carries_state
         self.state: object = None  # carried state after the last restored frame (carrying models)
         past = 0 if self.carry else restorer.spec.past
-        self.history: deque[_Crop] = deque(maxlen=past)  # LQ context already restored
+        self.history: deque[FaceCrop] = deque(maxlen=past)  # LQ context already restored
 
-    def add(self, item: _Crop) -> list[tuple[int, FacePaste]]:
+    def add(self, item: FaceCrop) -> list[tuple[int, FacePaste]]:
         self.pending.append(item)
-        final = item.frame >= self.track.end - 1
+        final = self.end is not None and item.frame >= self.end - 1
         if final or len(self.pending) >= self.chunk + self.restorer.spec.future:
             return self.run(final)
         return []
@@ -159,7 +174,7 @@ class FrameAssembler:
         # built once (a network, maybe), on the device the learned models use
         self.background = background if background is not None else build_background(config)
         chunk = chunk_frames(config, restorer)
-        self.runners = {t.id: TrackRunner(t, restorer, chunk) for t in tracks.tracks}
+        self.runners = {t.id: TrackRunner(restorer, chunk, t.end) for t in tracks.tracks}
         self.fades = {t.id: TrackFade.of(t, tracks, config.fade_frames) for t in tracks.tracks}
         self.queue: deque[_Waiting] = deque()
         self.face_frames = 0
@@ -171,8 +186,7 @@ class FrameAssembler:
         waiting = _Waiting(frame, background, expected=len(faces))
         self.queue.append(waiting)
         for face in faces:
-            crop = face.crop.astype(np.float32) * (1.0 / 255.0)
-            item = _Crop(frame.index, crop, face.matrix, face.landmarks, self.fades[face.track].weight(frame.index))
+            item = face_crop(frame.index, face, self.fades[face.track].weight(frame.index))
             for index, paste in self.runners[face.track].add(item):
                 self._deliver(index, paste)
         yield from self._ready()
@@ -195,8 +209,7 @@ class FrameAssembler:
         while self.queue and len(self.queue[0].pastes) >= self.queue[0].expected:
             w = self.queue.popleft()
             if w.pastes:
-                rgb = paste_faces(w.background, w.pastes, self.mask, strength=self.config.strength,
-                                  color_match=self.config.color_match)
+                rgb = compose_frame(w.background, w.pastes, self.mask, self.config)
             else:
                 rgb = w.background
             yield w.frame, rgb
