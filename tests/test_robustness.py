@@ -418,3 +418,17 @@ def test_a_png_named_mp4_is_restored_as_a_photo_with_a_warning(tmp_path: Path) -
     report = restore_video(fake, tmp_path / "out.mp4", RestoreConfig(model="classical"))
     assert any("single PNG image, not a video" in w for w in report.warnings)
     assert report.frames == 1 and report.tracks == 1
+
+
+def test_signals_stop_turns_the_first_signal_into_a_request(hup_default: None) -> None:
+    """`fvr live` stops between frames: the first signal only sets the request, a second one interrupts."""
+    from fvr.signals import Interrupted, signals_stop
+
+    with signals_stop() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs at the next bytecode boundary
+        assert stop.is_set() and stop.name == "SIGTERM"
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
