@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -50,6 +50,15 @@ def signals_raise(*, respect_ignored: bool = True) -> Iterator[None]:
     when ``respect_ignored``: ``nohup`` ignores SIGHUP, and a shell script's background job (``fvr restore ... &``)
     has SIGINT ignored so that Ctrl-C on the script's terminal leaves it running — as Python itself does at start.
     Outside the main thread (where Python cannot install handlers) it does nothing."""
+    with _handling(_raise, respect_ignored):
+        yield
+
+
+@contextmanager
+def _handling(handler: Callable[[int, FrameType | None], None], respect_ignored: bool) -> Iterator[None]:
+    """``handler`` for SIGINT, SIGTERM and SIGHUP within the block (main thread only: elsewhere Python cannot
+    install handlers, and nothing changes); a SIGHUP or SIGINT ignored on entry stays ignored when
+    ``respect_ignored``; the previous handlers are restored on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -58,11 +67,11 @@ def signals_raise(*, respect_ignored: bool = True) -> Iterator[None]:
         for s in HANDLED:
             if s in (signal.SIGHUP, signal.SIGINT) and respect_ignored and previous[s] == signal.SIG_IGN:
                 continue
-            signal.signal(s, _raise)
+            signal.signal(s, handler)
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s, old in previous.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)
 
 
 class StopRequest:
@@ -83,9 +92,6 @@ def signals_stop(*, respect_ignored: bool = True) -> Iterator[StopRequest]:
     :func:`signals_raise` does. Previous handlers are restored on exit; ignored signals stay ignored as there.
     Outside the main thread it only yields the request."""
     request = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if request.is_set():
@@ -93,13 +99,5 @@ def signals_stop(*, respect_ignored: bool = True) -> Iterator[StopRequest]:
         request.name = signal.Signals(signum).name
         request.event.set()
 
-    previous = {s: signal.getsignal(s) for s in HANDLED}
-    try:
-        for s in HANDLED:
-            if s in (signal.SIGHUP, signal.SIGINT) and respect_ignored and previous[s] == signal.SIG_IGN:
-                continue
-            signal.signal(s, stop)
+    with _handling(stop, respect_ignored):
         yield request
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)

@@ -441,23 +441,20 @@ def live(
     """Restore faces live, one causal pass: a camera or stream to a virtual camera, a window, a browser preview, a
     network stream or a file. Ctrl-C ends the session; a file keeps every frame written."""
     from fvr.io.live import open_live_sink, open_live_source
-    from fvr.io.sink import check_output_path
     from fvr.models import builtin_registry
     from fvr.run.build import build_restorer
     from fvr.run.live import LiveAssembler, check_causal, output_size, run_live, write_stats
 
     setup_logging(quiet)
-    config = restore_config({**options, "crf": 20, "preset": "veryfast", "codec": None, "pix_fmt": None,
-                             "fps": None, "strict": False})
+    config = restore_config(options)  # the encoder and input groups keep their defaults: a live sink encodes its own
     require_ready([config.model])
     restorer = build_restorer(config, builtin_registry())
     check_causal(restorer, config)
     src = open_live_source(source, realtime=realtime)
     try:
         info = src.info
-        if "." in Path(output).name and "://" not in output and not output.startswith(("mjpeg:", "virtualcam")):
-            check_output_path(output, source if Path(source).exists() else None, overwrite=overwrite)
-        sink = open_live_sink(output, info, output_size(info.width, info.height, config.upscale, side_by_side))
+        sink = open_live_sink(output, info, output_size(info.width, info.height, config.upscale, side_by_side),
+                              overwrite=overwrite)
     except BaseException:
         src.close()
         raise

@@ -205,9 +205,11 @@ def analysis_config(o: Mapping[str, Any]) -> AnalysisConfig:
 
 def restore_config(o: Mapping[str, Any]) -> RestoreConfig:
     """The values of :data:`RESTORE_GROUPS` -> the run's config (validated as it is built: a one-line ConfigError
-    when a value is out of range)."""
+    when a value is out of range). Options of groups the command does not take keep their defaults."""
     from fvr.io import EncodeOptions
     from fvr.run.config import RestoreConfig
+
+    o = {**{opt.name: opt.default for group in RESTORE_GROUPS for opt in group}, **o}
 
     analysis = analysis_config(o)
     config = RestoreConfig(

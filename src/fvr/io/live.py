@@ -373,8 +373,9 @@ class VirtualCamSink:
         self.cam.close()
 
 
-def open_live_sink(spec: str, info: VideoInfo, size: tuple[int, int]) -> LiveSink:
-    """The sink ``-o SPEC`` names (see the module docstring); ``size``: (width, height) of the frames written."""
+def open_live_sink(spec: str, info: VideoInfo, size: tuple[int, int], *, overwrite: bool = True) -> LiveSink:
+    """The sink ``-o SPEC`` names (see the module docstring); ``size``: (width, height) of the frames written. A
+    file is checked first as ``fvr restore`` checks its output (``overwrite=False`` refuses an existing one)."""
     low = spec.lower()
     if low == "null":
         return NullSink()
@@ -390,8 +391,10 @@ def open_live_sink(spec: str, info: VideoInfo, size: tuple[int, int]) -> LiveSin
         return MjpegSink(int(port), host or "127.0.0.1")
     if low.startswith(("udp://", "srt://", "tcp://", "rtp://")):
         return StreamSink(spec, info, size)
-    from fvr.io.sink import output_kind
+    from fvr.io.sink import check_output_path, output_kind
 
+    source = Path(info.path)
+    check_output_path(spec, source if source.is_file() else None, overwrite=overwrite)
     if output_kind(spec) != "video":
         raise ConfigError(f"-o {spec}: a live session writes a video file (.mp4, .mkv, ...), udp://HOST:PORT, "
                           f"mjpeg:PORT, window, virtualcam or null")

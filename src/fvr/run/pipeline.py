@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -45,18 +46,13 @@ def analyse_video(source: MediaSource, analysis: AnalysisConfig = AnalysisConfig
     """Pass 1 over ``source``: detect and track every face (:func:`fvr.faces.analyse.analyse_faces`), recording
     every frame's timestamp and the decoding warnings (logged here)."""
     pts: list[int] = []
-    total = source.info.num_frames
 
     def frames():
         for frame in source.frames():
             pts.append(frame.pts)
             yield frame.rgb
 
-    def on_frame(i: int) -> None:
-        if progress is not None:
-            progress("analyse", i + 1, total)
-
-    faces = analyse_faces(frames(), analysis, float(source.info.fps), on_frame=on_frame)
+    faces = analyse_faces(frames(), analysis, float(source.info.fps), on_frame=_analysis_progress(source, progress))
     return FirstPass(faces.raw, np.asarray(pts, dtype=np.int64), decode_warnings(source))
 
 
@@ -67,14 +63,17 @@ def analyse_source(
     progress: ProgressCallback | None = None,
 ) -> FaceTracks:
     """Pass 1 without its bookkeeping: the raw face tracks of ``source`` (landmarks not yet smoothed)."""
-    total = source.info.num_frames
-
-    def on_frame(i: int) -> None:
-        if progress is not None:
-            progress("analyse", i + 1, total)
-
     frames = (f.rgb for f in source.frames())
-    return analyse_faces(frames, AnalysisConfig(detector, tracker), float(source.info.fps), on_frame=on_frame).raw
+    return analyse_faces(frames, AnalysisConfig(detector, tracker), float(source.info.fps),
+                         on_frame=_analysis_progress(source, progress)).raw
+
+
+def _analysis_progress(source: MediaSource, progress: ProgressCallback | None) -> Callable[[int], None] | None:
+    """Pass 1's per-frame callback: ``progress("analyse", frames done, the source's frame count)``."""
+    if progress is None:
+        return None
+    total = source.info.num_frames
+    return lambda i: progress("analyse", i + 1, total)
 
 
 def decode_warnings(source: MediaSource) -> list[str]:
