@@ -62,7 +62,9 @@ def main() -> None:
     ap.add_argument("--model", default="fvr-fast")
     ap.add_argument("--json", type=Path)
     ap.add_argument("extra", nargs="*", help="options passed to fvr live (after --)")
-    a = ap.parse_args()
+    # argparse gives the positional `extra` nothing once `clip` is taken: what follows `--` arrives as unknown
+    a, unknown = ap.parse_known_args()
+    a.extra = [*a.extra, *(x for x in unknown if x != "--")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for height in (int(h) for h in a.heights.split(",")):

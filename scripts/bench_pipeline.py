@@ -16,6 +16,9 @@ clip gives a 720p test. --preset and --crf apply to both jobs (the same encoder 
 --detect-size and --smoothing to the restore job (and the detector job). The restore job's fps excludes the
 process start-up (importing torch and the networks, loading the model: once per process), reported beside it.
 
+--repeat N runs the baseline and the restore job(s) N times in turn and reports the median ratio (this machine's
+speed drifts by 10-20 % between minutes); several --detect-every values are measured in the same rounds.
+
 Prints a Markdown table. Timings are wall-clock on whatever machine runs it: compare rows of one run only.
 """
 
@@ -139,7 +142,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clips", nargs="*")
     ap.add_argument("--model", default="identity")
-    ap.add_argument("--detect-every", type=int, default=1)
+    from fvr.faces.track import TrackerConfig
+
+    ap.add_argument("--detect-every", type=int, nargs="+", default=[TrackerConfig.detect_every],
+                    help="restore job: the detector's cadence (default: fvr restore's); several values give one row "
+                         "each, their restore jobs run in turn after the same baseline")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run baseline and restore jobs this many times, alternating; the ratio is the median of the "
+                         "runs' ratios (each restore against the baseline of its own round)")
     ap.add_argument("--preset", default="medium", help="x264 preset of both jobs")
     ap.add_argument("--crf", type=int, default=18, help="x264 CRF of both jobs")
     ap.add_argument("--smoothing", default="gaussian", help="landmark smoothing of the restore job")
@@ -168,24 +178,31 @@ def main() -> None:
                 size = _child(["rescale", clip, f"{tmp}/scaled.mp4", str(a.height)])
                 clip, name = f"{tmp}/scaled.mp4", f"{name} at {size['width']}×{size['height']}"
             enc = [a.preset, str(a.crf)]
-            base = _child(["baseline", clip, f"{tmp}/base.mp4", *enc])
-            rest = _child(["restore", clip, f"{tmp}/rest.mp4", a.model, *enc, str(a.detect_every), a.smoothing,
-                           str(a.detect_size), json.dumps(opts)])
-            det = _child(["detector", clip, str(a.detect_every), str(a.detect_size)])
-            rows.append({"clip": name, "model": a.model, "model_opts": opts, "preset": a.preset, "crf": a.crf,
-                         "detect_every": a.detect_every, "smoothing": a.smoothing, "detect_size": a.detect_size,
-                         "baseline": base,
-                         "restore": rest, "detector": det})
+            rounds: list[tuple[dict, dict[int, dict]]] = []
+            for _ in range(a.repeat):
+                base = _child(["baseline", clip, f"{tmp}/base.mp4", *enc])
+                rounds.append((base, {k: _child(["restore", clip, f"{tmp}/rest.mp4", a.model, *enc, str(k),
+                                                 a.smoothing, str(a.detect_size), json.dumps(opts)])
+                                      for k in a.detect_every}))
+            for k in a.detect_every:
+                ratios = [r[k]["fps"] / b["fps"] for b, r in rounds]
+                mid = sorted(range(len(rounds)), key=lambda i: ratios[i])[len(rounds) // 2]  # the median round
+                det = _child(["detector", clip, str(k), str(a.detect_size)])
+                rows.append({"clip": name, "model": a.model, "model_opts": opts, "preset": a.preset, "crf": a.crf,
+                             "detect_every": k, "smoothing": a.smoothing, "detect_size": a.detect_size,
+                             "baseline": rounds[mid][0], "restore": rounds[mid][1][k], "ratios": ratios,
+                             "detector": det})
             print(f"done {clip}", file=sys.stderr)
-    print(f"model {a.model} {opts or ''}, x264 {a.preset} CRF {a.crf}, detector every {a.detect_every} frame(s) at "
-          f"{a.detect_size} px, smoothing {a.smoothing}")
-    print("| clip | frames | decode+encode fps | fvr restore fps | ratio | fps with start-up (s) "
-          "| peak RSS base / fvr (MB) | detector ms/frame | tracks | ID switches |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"model {a.model} {opts or ''}, x264 {a.preset} CRF {a.crf}, detector at {a.detect_size} px, smoothing "
+          f"{a.smoothing}; {a.repeat} round(s), the median round shown")
+    print("| clip | detect every | frames | decode+encode fps | fvr restore fps | ratio (each round) "
+          "| fps with start-up (s) | peak RSS base / fvr (MB) | detector ms/frame | tracks | ID switches |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         b, s, d = r["baseline"], r["restore"], r["detector"]
-        print(f"| {r['clip']} | {b['frames']} | {b['fps']:.1f} | {s['fps']:.1f} | {s['fps'] / b['fps']:.2f} "
-              f"| {s['fps_with_startup']:.1f} ({s['startup_seconds']:.1f}) "
+        each = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        print(f"| {r['clip']} | {r['detect_every']} | {b['frames']} | {b['fps']:.1f} | {s['fps']:.1f} "
+              f"| {s['fps'] / b['fps']:.2f} ({each}) | {s['fps_with_startup']:.1f} ({s['startup_seconds']:.1f}) "
               f"| {b['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} | {d['detector_ms']:.1f} | {d['tracks']} "
               f"| {max(d['tracks'] - 1, 0)} |")
     if a.json:

@@ -558,3 +558,19 @@ def test_restore_and_batch_build_the_same_config(clip: Path, tmp_path: Path, cap
     assert (config.background, config.upscale, config.strength, config.mask_coverage) == ("bicubic", 2, 0.5, 1.2)
     assert (config.detector.max_side, config.tracker.detect_every, config.smoothing.method) == (640, 3, "one-euro")
     assert config.model_options == {"crop_size": 256} and config.stabilise_options == {"window": 2}
+
+
+def test_command_line_defaults_are_the_library_defaults() -> None:
+    """What `fvr restore` does with no option given is what RestoreConfig() does (one default per setting)."""
+    from fvr.cli.options import RESTORE_GROUPS, analysis_config, restore_config
+    from fvr.faces.analyse import AnalysisConfig
+    from fvr.run.config import RestoreConfig
+
+    defaults = {opt.name: opt.default for group in RESTORE_GROUPS for opt in group}
+    assert analysis_config(defaults) == AnalysisConfig()
+    config, library = restore_config({}), RestoreConfig()
+    assert (config.detector, config.tracker, config.smoothing) == (library.detector, library.tracker,
+                                                                    library.smoothing)
+    assert config.tracker.detect_every == 5
+    strict = restore_config({"detect_every": 8, "redetect_motion": 0.0}).tracker
+    assert (strict.detect_every, strict.redetect_motion) == (8, 0.0)

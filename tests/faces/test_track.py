@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from fvr.faces import (
 )
 
 N = 30
+EVERY_FRAME = TrackerConfig(detect_every=1)  # the detector on every frame: tests of association
 
 
 def _two_faces(i: int) -> list[Face]:
@@ -36,7 +38,7 @@ def two_face_frames(studio: Studio) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def per_frame_tracks(two_face_frames, mtcnn) -> FaceTracks:
-    return analyse_frames(two_face_frames, mtcnn, TrackerConfig())
+    return analyse_frames(two_face_frames, mtcnn, EVERY_FRAME)
 
 
 def _lm(cx: float, cy: float, scale: float = 0.15) -> np.ndarray:
@@ -73,7 +75,7 @@ def test_two_moving_faces_keep_their_ids(studio, per_frame_tracks) -> None:
 
 
 def test_detect_every_3_tracks_with_optical_flow(two_face_frames, per_frame_tracks, mtcnn) -> None:
-    tracks = analyse_frames(two_face_frames, mtcnn, TrackerConfig(detect_every=3))
+    tracks = analyse_frames(two_face_frames, mtcnn, TrackerConfig(detect_every=3, redetect_motion=0))
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, N), (0, N)]
     for t, ref in zip(tracks.tracks, per_frame_tracks.tracks):
         assert np.array_equal(t.detected, np.arange(N) % 3 == 0)
@@ -81,9 +83,48 @@ def test_detect_every_3_tracks_with_optical_flow(two_face_frames, per_frame_trac
         assert np.abs(t.raw_landmarks - ref.raw_landmarks).max() < 4.0
 
 
+def _detector_frames(frames, detector, config: TrackerConfig) -> tuple[list[int], FaceTracks]:
+    """The frames the detector ran on, and the tracks."""
+    ran: list[int] = []
+    tracker = FaceTracker(detector, config)
+    for i, f in enumerate(frames):
+        before = tracker.detector_runs
+        tracker.update(f)
+        if tracker.detector_runs > before:
+            ran.append(i)
+    return ran, tracker.finish()
+
+
+def test_fast_motion_brings_the_detector_run_forward(studio, mtcnn) -> None:
+    adaptive = TrackerConfig(detect_every=8, redetect_motion=0.05)  # ~1 frame of this motion: runs every 2nd
+    slow = [studio.frame([Face(150 + 0.3 * i, 150, 0.55)]) for i in range(N)]
+    ran, _ = _detector_frames(slow, mtcnn, adaptive)
+    assert ran == list(range(0, N, 8))  # a face that barely moves: the plain cadence
+    fast = [studio.frame([Face(100 + 4 * i, 150, 0.55)]) for i in range(N)]  # ~5 % of the face size a frame
+    ran, tracks = _detector_frames(fast, mtcnn, adaptive)
+    assert len(tracks.tracks) == 1 and np.array_equal(np.flatnonzero(tracks.tracks[0].detected), ran)
+    gaps = np.diff(ran)
+    assert len(ran) > 2 * len(range(0, N, 8)) and len(ran) < N and gaps.max() <= 3
+    strict, _ = _detector_frames(fast, mtcnn, replace(adaptive, redetect_motion=0))
+    assert strict == list(range(0, N, 8))
+
+
+def test_a_missed_run_is_retried_and_flow_fills_the_frame(studio, mtcnn) -> None:
+    frames = [studio.frame([Face(150 + 0.5 * i, 150, 0.55)]) for i in range(20)]
+    truth = [studio.landmarks(Face(150 + 0.5 * i, 150, 0.55)) for i in range(20)]
+    config = TrackerConfig(detect_every=4, redetect_motion=0.05)
+    ran, tracks = _detector_frames(frames, DroppingDetector(mtcnn, drop={2}), config)  # the run on frame 8
+    assert ran == [0, 4, 8, 9, 13, 17]
+    (t,) = tracks.tracks
+    assert (t.start, t.end) == (0, 20) and np.array_equal(np.flatnonzero(t.detected), [0, 4, 9, 13, 17])
+    assert np.abs(t.raw_landmarks[8] - truth[8]).max() < 4.0  # carried by flow, not interpolated blindly
+    ran, tracks = _detector_frames(frames, DroppingDetector(mtcnn, drop={2}), replace(config, redetect_motion=0))
+    assert ran == [0, 4, 8, 12, 16] and np.array_equal(np.flatnonzero(tracks.tracks[0].detected), [0, 4, 12, 16])
+
+
 def test_missed_detections_are_interpolated(studio, mtcnn) -> None:
     frames = [studio.frame([Face(150 + 2 * i, 150)]) for i in range(20)]
-    tracks = analyse_frames(frames, DroppingDetector(mtcnn, drop={8, 9, 10}), TrackerConfig())
+    tracks = analyse_frames(frames, DroppingDetector(mtcnn, drop={8, 9, 10}), EVERY_FRAME)
     assert len(tracks.tracks) == 1
     t = tracks.tracks[0]
     assert (t.start, t.end) == (0, 20)
@@ -114,7 +155,7 @@ def test_scene_cut_splits_a_track(studio) -> None:
     other = textured_background(studio.width, studio.height, seed=7)
     frames = [studio.background] * 15 + [other] * 15
     # The same face at the same place before and after the cut: only the cut can split it.
-    tracks = analyse_frames(frames, _scripted(lambda n: [(200, 150)]), TrackerConfig())
+    tracks = analyse_frames(frames, _scripted(lambda n: [(200, 150)]), EVERY_FRAME)
     assert tracks.scene_cuts == [15]
     assert [(t.id, t.start, t.end) for t in tracks.tracks] == [(0, 0, 15), (1, 15, 30)]
 
@@ -123,7 +164,7 @@ def test_no_interpolation_across_a_cut(studio) -> None:
     other = textured_background(studio.width, studio.height, seed=7)
     frames = [studio.background] * 15 + [other] * 15
     seen = lambda n: [] if 12 <= n <= 17 else [(200, 150)]  # noqa: E731
-    tracks = analyse_frames(frames, _scripted(seen), TrackerConfig())
+    tracks = analyse_frames(frames, _scripted(seen), EVERY_FRAME)
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, 12), (18, 30)]
     assert all(t.detected.all() for t in tracks.tracks)
 
@@ -145,14 +186,14 @@ def test_cut_restarts_detection_schedule(studio) -> None:
 def test_face_entering_later_gets_a_new_id() -> None:
     # B enters at frame 10, to the left of A: IDs follow first appearance, not position.
     det = _scripted(lambda n: [(250, 120)] + ([(70, 120)] if n >= 10 else []))
-    tracks = analyse_frames(_blank_frames(N), det, TrackerConfig())
+    tracks = analyse_frames(_blank_frames(N), det, EVERY_FRAME)
     assert [(t.id, t.start, t.end) for t in tracks.tracks] == [(0, 0, N), (1, 10, N)]
     assert tracks.tracks[1].raw_landmarks[0, 0, 0] < 100
 
 
 def test_simultaneous_faces_numbered_left_to_right() -> None:
     det = _scripted(lambda n: [(250, 120), (70, 120), (160, 60)])  # detector order is arbitrary
-    tracks = analyse_frames(_blank_frames(10), det, TrackerConfig())
+    tracks = analyse_frames(_blank_frames(10), det, EVERY_FRAME)
     xs = [t.raw_landmarks[0, :, 0].mean() for t in tracks.tracks]
     assert [t.id for t in tracks.tracks] == [0, 1, 2] and xs == sorted(xs)
 
@@ -166,10 +207,10 @@ def test_face_leaving_ends_its_track() -> None:
 
 def test_long_gap_starts_a_new_track() -> None:
     det = _scripted(lambda n: [] if 10 <= n < 25 else [(150, 120)])
-    tracks = analyse_frames(_blank_frames(40), det, TrackerConfig(max_gap=12))
+    tracks = analyse_frames(_blank_frames(40), det, TrackerConfig(detect_every=1, max_gap=12))
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, 10), (25, 40)]
     short_gap = analyse_frames(_blank_frames(40), _scripted(lambda n: [] if 10 <= n < 22 else [(150, 120)]),
-                               TrackerConfig(max_gap=12))
+                               TrackerConfig(detect_every=1, max_gap=12))
     assert [(t.start, t.end) for t in short_gap.tracks] == [(0, 40)]
 
 
@@ -180,9 +221,10 @@ def test_short_false_positives_are_dropped() -> None:
             out.append((280.0, 200.0))
         return out
 
-    tracks = analyse_frames(_blank_frames(N), _scripted(faces), TrackerConfig(min_length=5))
+    tracks = analyse_frames(_blank_frames(N), _scripted(faces), TrackerConfig(detect_every=1, min_length=5))
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, N)]
-    assert len(analyse_frames(_blank_frames(N), _scripted(faces), TrackerConfig(min_length=4)).tracks) == 2
+    shorter = TrackerConfig(detect_every=1, min_length=4)
+    assert len(analyse_frames(_blank_frames(N), _scripted(faces), shorter).tracks) == 2
 
 
 def _scored(faces) -> ScriptedDetector:
@@ -199,7 +241,7 @@ def _scored(faces) -> ScriptedDetector:
 
 
 def test_min_detections_follow_the_shot_length() -> None:
-    cfg = TrackerConfig()  # min_length 5
+    cfg = EVERY_FRAME  # min_length 5
     assert [cfg.min_detections_for(n) for n in range(1, 12)] == [1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5]
     assert cfg.min_detections_for(10**6) == cfg.min_detections == 5
     every2 = TrackerConfig(detect_every=2)
@@ -211,7 +253,7 @@ def test_short_clips_keep_every_detected_face(n: int) -> None:
     """A clip shorter than min_length cannot tell a flicker from a face by persistence: every face is kept, even
     one found on a single frame of it at a modest score."""
     det = _scored(lambda k: [(150.0, 120.0, 0.999)] + ([(260.0, 180.0, 0.93)] if k == n - 1 else []))
-    tracks = analyse_frames(_blank_frames(n), det, TrackerConfig())
+    tracks = analyse_frames(_blank_frames(n), det, EVERY_FRAME)
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, n), (n - 1, n)]
 
 
@@ -223,7 +265,7 @@ def test_long_clip_drops_low_score_flickers() -> None:
             out.append((270.0, 190.0, 0.92))
         return out
 
-    tracks = analyse_frames(_blank_frames(N), _scored(faces), TrackerConfig())
+    tracks = analyse_frames(_blank_frames(N), _scored(faces), EVERY_FRAME)
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, N)]
 
 
@@ -240,7 +282,7 @@ def test_a_short_shot_keeps_its_faces_a_long_one_drops_flickers() -> None:
             return [(200.0, 120.0, 0.999)] if k < 22 else []
         return [(100.0, 120.0, 0.999)]
 
-    tracks = analyse_frames(frames, _scored(faces), TrackerConfig())
+    tracks = analyse_frames(frames, _scored(faces), EVERY_FRAME)
     assert tracks.scene_cuts == [20, 23]
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, 20), (20, 22), (23, 35)]
 
@@ -249,11 +291,11 @@ def test_tracks_closed_early_wait_for_their_shot_length() -> None:
     """A track that ends before its shot does is judged by the shot's final length, not the length so far: in a
     7-frame clip (3 detections needed), a 1-frame detection that ended on frame 0 is dropped."""
     det = _scored(lambda k: [(150.0, 120.0, 0.999)] + ([(260.0, 180.0, 0.95)] if k == 0 else []))
-    tracks = analyse_frames(_blank_frames(7), det, TrackerConfig(max_gap=0))
+    tracks = analyse_frames(_blank_frames(7), det, TrackerConfig(detect_every=1, max_gap=0))
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, 7)]
     # the same 1-frame detection in a 2-frame clip is kept
     det = _scored(lambda k: [(150.0, 120.0, 0.999)] + ([(260.0, 180.0, 0.95)] if k == 0 else []))
-    assert len(analyse_frames(_blank_frames(2), det, TrackerConfig(max_gap=0)).tracks) == 2
+    assert len(analyse_frames(_blank_frames(2), det, TrackerConfig(detect_every=1, max_gap=0)).tracks) == 2
 
 
 def test_crossing_faces_keep_their_ids() -> None:
@@ -261,7 +303,7 @@ def test_crossing_faces_keep_their_ids() -> None:
     def faces(n: int) -> list[tuple[float, float]]:
         return [(40 + 9 * n, 110 + 0.5 * n), (280 - 9 * n, 140 - 0.5 * n)]
 
-    tracks = analyse_frames(_blank_frames(N), _scripted(faces), TrackerConfig())
+    tracks = analyse_frames(_blank_frames(N), _scripted(faces), EVERY_FRAME)
     assert len(tracks.tracks) == 2
     a, b = tracks.tracks
     assert np.all(np.diff(a.raw_landmarks[:, 2, 0]) > 0) and np.all(np.diff(b.raw_landmarks[:, 2, 0]) < 0)
@@ -270,7 +312,7 @@ def test_crossing_faces_keep_their_ids() -> None:
 def test_no_faces() -> None:
     frames = [np.zeros((120, 160, 3), np.uint8)] * 12
     seen: list[int] = []
-    tracks = analyse_frames(frames, ScriptedDetector(lambda n: Detections.empty()), TrackerConfig(),
+    tracks = analyse_frames(frames, ScriptedDetector(lambda n: Detections.empty()), EVERY_FRAME,
                             on_frame=seen.append)
     assert tracks.tracks == [] and tracks.num_frames == 12 and seen == list(range(12))
     assert tracks.at_frame(3) == [] and tracks.select("largest").tracks == []
@@ -315,7 +357,7 @@ def test_tracker_rejects_bad_input_and_config() -> None:
         FaceTracker(_scripted(lambda n: []), TrackerConfig(detect_every=0))
     with pytest.raises(ConfigError):
         FaceTracker(_scripted(lambda n: []), TrackerConfig(iou_threshold=1.5))
-    tracker = FaceTracker(_scripted(lambda n: []), TrackerConfig())
+    tracker = FaceTracker(_scripted(lambda n: []), EVERY_FRAME)
     with pytest.raises(InputError):
         tracker.update(np.zeros((10, 10), np.uint8))
 
@@ -334,7 +376,7 @@ def _tracks_for_selection() -> FaceTracks:
         return detections_of(lms)
 
     frames = _blank_frames(50) + [np.zeros((240, 320, 3), np.uint8)] * 30
-    return analyse_frames(frames, ScriptedDetector(sizes), TrackerConfig())
+    return analyse_frames(frames, ScriptedDetector(sizes), EVERY_FRAME)
 
 
 def test_select_and_at_frame() -> None:

@@ -300,7 +300,7 @@ def test_face_missed_for_a_few_frames_keeps_being_restored(talking_clip: Path, t
     from fvr.faces import TrackerConfig, analyse_frames
 
     frames = read_frames(talking_clip)[0]
-    tracks = analyse_frames(list(frames), _Loses({8, 9, 10}), TrackerConfig())
+    tracks = analyse_frames(list(frames), _Loses({8, 9, 10}), TrackerConfig(detect_every=1))  # call n = frame n
     assert [(t.start, t.end) for t in tracks.tracks] == [(0, 24)]
     assert np.array_equal(np.flatnonzero(~tracks.tracks[0].detected), [8, 9, 10])
     report = restore_video(talking_clip, tmp_path / "gap", RestoreConfig(feather=0.02), restorer=Painter(),

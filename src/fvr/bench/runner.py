@@ -201,7 +201,9 @@ def analyse_tracks(frames: Iterator[np.ndarray], fps: float, detector: DetectorC
     """Detect, track and smooth faces (the same analysis ``fvr restore`` does), keeping tracks of >= 2 frames.
     The tracker's minimum track length follows the frames it sees (a short or cut clip keeps its faces:
     :meth:`fvr.faces.TrackerConfig.min_detections_for`, the rule ``fvr restore`` uses)."""
-    tracks = analyse_faces(frames, AnalysisConfig(detector=detector), fps).tracks
+    # The detector on every frame: the reference tracks are the best the analysis can give, whatever cadence the
+    # restore jobs run at.
+    tracks = analyse_faces(frames, AnalysisConfig(detector=detector, tracker=TrackerConfig(detect_every=1)), fps).tracks
     return FaceTracks([t for t in tracks.tracks if len(t) >= 2], tracks.num_frames, tracks.scene_cuts)
 
 

@@ -229,8 +229,9 @@ def bench(
         min=0.25, max=2.0,
         help="Pasted face region of every method (as fvr restore --mask-coverage; default 1.6).")] = 1.6,
     detect_every: Annotated[int, typer.Option(
-        min=1, help="Every method's restore detects faces every k frames (as fvr restore --detect-every); the "
-                    "evaluation crops always come from detection on every frame.")] = 1,
+        min=1, help="Every method's restore detects faces every k frames (as fvr restore --detect-every, whose "
+                    "default is 5); default 1, every frame. The evaluation crops always come from detection on every "
+                    "frame.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Benchmark restorers: degrade clips, restore them with each method, measure, write tables and plots."""

@@ -98,8 +98,13 @@ DETECTION = (
     _opt("detect_size", int, 960, "--detect-size", min=64, help="Frames are shrunk to this longest side for "
                                                                 "detection (smaller is faster; faces must stay >= 20 "
                                                                 "px). The track IDs of --faces depend on it."),
-    _opt("detect_every", int, 1, "--detect-every", min=1, help="Run the detector every k frames (track in between). "
-                                                               "The track IDs of --faces depend on it."),
+    _opt("detect_every", int, 5, "--detect-every", min=1,
+         help="Run the detector every k frames, and sooner when a face moves fast or was missed; optical flow "
+              "tracks in between (1 = every frame: slower, for the most exact landmarks). The track IDs of --faces "
+              "depend on it."),
+    _opt("redetect_motion", float, 0.03, "--redetect-motion", min=0.0,
+         help="With --detect-every K > 1: run the detector early when optical flow carried a face more than this "
+              "fraction of its size since its last detection (0 = strictly every K frames)."),
     _opt("smoothing", str, "gaussian", "--smoothing", help="Landmark smoothing: gaussian, savgol, one-euro (causal), "
                                                            "none."),
     _opt("sigma", float, 3.0, "--sigma", help="Gaussian smoothing sigma in frames."),
@@ -198,7 +203,7 @@ def analysis_config(o: Mapping[str, Any]) -> AnalysisConfig:
     return AnalysisConfig(
         detector=DetectorConfig(name=o["detector"], model_path=str(model) if model else None,
                                 max_side=o["detect_size"]),
-        tracker=TrackerConfig(detect_every=o["detect_every"]),
+        tracker=TrackerConfig(detect_every=o["detect_every"], redetect_motion=o["redetect_motion"]),
         smoothing=SmoothingConfig(method=o["smoothing"], sigma=o["sigma"]),
     )
 

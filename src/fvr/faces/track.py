@@ -339,22 +339,30 @@ class TrackerConfig:
 
     detect_every: run the detector every k-th frame of a shot (and on each shot's first frame); in between, live
         tracks are carried by pyramidal Lucas-Kanade optical flow, much cheaper than detection.
-    max_gap: frames a track may go unseen and still continue; its missed frames are interpolated linearly.
+    max_gap: frames a track may go undetected and still continue (carried by optical flow while it can, else
+        interpolated linearly between the detections around the gap).
     min_length: the false-positive rule (see :meth:`min_detections_for`): in a shot of at least
         2 * min_length - 1 frames, tracks with fewer than ceil(min_length / detect_every) detections are dropped;
         in a shorter shot the requirement is lower, and in a shot (or a whole clip) of at most min_length frames
         every detected face is kept.
     iou_threshold: minimum box overlap between a track's predicted box and a detection to match them.
     landmark_weight: association cost = (1 - IoU) + landmark_weight * mean landmark distance / face size.
+    redetect_motion: with ``detect_every`` > 1, run the detector early (and count the k frames from there) when a
+        face has moved more than this many face sizes (:func:`face_sizes`, about four inter-ocular distances)
+        since its last detection, summed over the frames optical flow carried it; when optical flow lost a face
+        it carried; and on each frame after a run that missed a face flow still carries (until it is found or
+        ``max_gap`` runs out): fast motion is where flow drifts from the face (turns, blur), and a face missed
+        once is often found on the next frame. 0 turns the early runs off.
     scene_cut_threshold: see :class:`SceneCutDetector`; <= 0 disables cut detection.
     flow_max_side: frames are shrunk so that max(H, W) <= flow_max_side for optical flow (as for detection).
     """
 
-    detect_every: int = 1
+    detect_every: int = 5
     max_gap: int = 12
     min_length: int = 5
     iou_threshold: float = 0.2
     landmark_weight: float = 1.0
+    redetect_motion: float = 0.03
     scene_cut_threshold: float = 0.2
     flow_max_side: int = 960
 
@@ -368,6 +376,7 @@ class TrackerConfig:
         check_range("min_length", self.min_length, 1, None, integer=True)
         check_range("iou_threshold", self.iou_threshold, 0.0, 1.0, open_high=True)
         check_range("landmark_weight", self.landmark_weight, 0.0, None)
+        check_range("redetect_motion", self.redetect_motion, 0.0, None)
         check_range("flow_max_side", self.flow_max_side, 32, None, integer=True)
 
     @property
@@ -403,8 +412,13 @@ class _LiveTrack:
         self.boxes = array("f")  # 4 per frame
         self.scores = array("f")
         self.detected = array("b")
+        self.motion = 0.0  # face sizes moved since the last detection, summed over the frames flow carried it
+        self.last_detection = -1  # frame of the last detected record
 
     def append(self, frame: int, landmarks: np.ndarray, box: np.ndarray, score: float, detected: bool) -> None:
+        self.motion = 0.0 if detected or not self.frames else self.motion + self.step(landmarks)
+        if detected:
+            self.last_detection = frame
         self.frames.append(frame)
         self.landmarks.extend(np.asarray(landmarks, dtype=np.float32).ravel().tolist())
         self.boxes.extend(np.asarray(box, dtype=np.float32).ravel().tolist())
@@ -420,6 +434,11 @@ class _LiveTrack:
         n = len(self.frames) - k
         lm = np.array(self.landmarks[10 * n : 10 * n + 10], dtype=np.float32).reshape(5, 2)
         return lm, np.array(self.boxes[4 * n : 4 * n + 4], dtype=np.float32)
+
+    def step(self, landmarks: np.ndarray) -> float:
+        """Mean distance of ``landmarks`` (5, 2) from the last record's, in face sizes."""
+        last = self.last()[0]
+        return float(np.linalg.norm(landmarks - last, axis=1).mean() / max(float(face_sizes(last)), 1.0))
 
     def predict(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks and box expected on ``frame``: constant velocity, extrapolated at most a few frames."""
@@ -634,6 +653,8 @@ class FaceTracker:
         self._scenes = SceneCutDetector(config.scene_cut_threshold)
         self._frame = 0
         self._shot_start = 0
+        self._last_detection = 0  # frame of the last detector run
+        self.detector_runs = 0  # frames the detector ran on
         self._shape: tuple[int, ...] | None = None
         self._prev_flow: _FlowImage | None = None
         self._live: list[_LiveTrack] = []
@@ -658,7 +679,9 @@ class FaceTracker:
             self._end_shot(i)
         flow = flow_image(rgb, self.config.flow_max_side) if self.config.detect_every > 1 else None
         carried = self._carry(flow, i)
-        if (i - self._shot_start) % self.config.detect_every == 0:
+        if self._detection_due(i, carried):
+            self._last_detection = i
+            self.detector_runs += 1
             self._assign(i, self.detector.detect(rgb), carried)
         else:
             for track, moved in carried.items():
@@ -710,6 +733,20 @@ class FaceTracker:
         self._shot_start = i
         self._prev_flow = None
 
+    def _detection_due(self, i: int, carried: dict[_LiveTrack, tuple[np.ndarray, np.ndarray]]) -> bool:
+        """The detector runs on a shot's first frame, ``detect_every`` frames after its last run, and early when
+        optical flow lost a face or carried one too far (:attr:`TrackerConfig.redetect_motion`)."""
+        if i == self._shot_start or i - self._last_detection >= self.config.detect_every:
+            return True
+        limit = self.config.redetect_motion
+        if limit <= 0:
+            return False
+        if any(t.last_frame == i - 1 and t not in carried for t in self._live):
+            return True  # flow lost a face
+        if any(t.last_detection < self._last_detection for t in carried):
+            return True  # the last run missed a face flow still follows
+        return any(t.motion + t.step(moved[0]) > limit for t, moved in carried.items())
+
     def _carry(self, flow: _FlowImage | None, i: int) -> dict[_LiveTrack, tuple[np.ndarray, np.ndarray]]:
         """Optical-flow positions on frame i of the tracks seen on frame i - 1."""
         if flow is None or self._prev_flow is None:
@@ -732,6 +769,11 @@ class FaceTracker:
         for row, col in pairs:
             self._live[row].append(i, dets.landmarks[col], dets.boxes[col], float(dets.scores[col]), True)
             used.add(col)
+        matched = {row for row, _ in pairs}
+        for row, track in enumerate(self._live):
+            # A face the detector missed once (blur, a turn) stays where optical flow puts it, within max_gap.
+            if row not in matched and track in carried and i - track.last_detection <= self.config.max_gap:
+                track.append(i, carried[track][0], carried[track][1], 0.0, False)
         for col in range(len(dets)):
             if col not in used:
                 track = _LiveTrack(self._next_key)
@@ -740,10 +782,11 @@ class FaceTracker:
                 self._live.append(track)
 
     def _expire(self, i: int) -> None:
-        """End the tracks unseen for more than max_gap frames."""
+        """End the tracks undetected for more than max_gap frames."""
         keep = []
         for track in self._live:
-            if i - track.last_frame > self.config.max_gap:
+            # Unseen by a detector run and for longer than max_gap (a cadence longer than max_gap is no miss).
+            if track.last_detection < self._last_detection and i - track.last_detection > self.config.max_gap:
                 track.trim_undetected_tail()
                 self._close(track)
             else:

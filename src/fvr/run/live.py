@@ -102,15 +102,19 @@ class LiveAssembler:
         return compose_frame(background, pastes, self.mask, self.config) if pastes else background
 
     def warm_up(self, width: int, height: int) -> None:
-        """Run the detector (on a frame with a face: every stage of a cascade detector runs) and the restorer
-        once before the first frame arrives: their first calls are slow (allocations, kernel selection), which a
-        live session would pay in dropped frames. The tracker and every track state are left untouched."""
+        """Run the tracking (on frames with a face: every stage of a cascade detector, optical flow and the
+        association of a detection to a track, whose solver is imported on first use) and the restorer once before
+        the first frame arrives: their first calls are slow (imports, allocations, kernel selection), which a live
+        session would pay in dropped frames (120 ms on the first association alone). A throwaway tracker does it:
+        the session's tracker and every track state are left untouched."""
         from fvr.synthetic import moving_face_frames
 
         face = next(moving_face_frames(1, size=min(width, height)))
         frame = np.zeros((height, width, 3), np.uint8)
         frame[: face.shape[0], : face.shape[1]] = face
-        self.tracker.detector.detect(frame)
+        rehearsal = FaceTracker(self.tracker.detector, replace(self.tracker.config, detect_every=2, redetect_motion=0))
+        for _ in range(3):  # detect, follow by flow, detect and associate
+            rehearsal.update(frame)
         s = self.size
         clip = np.zeros((1 + self.restorer.spec.past, 3, s, s), np.float32)
         marks = np.zeros((len(clip), 5, 2), np.float32)

@@ -192,6 +192,7 @@ def _build_faces(source: Path, settings: CacheSettings,
     """Detect, track and smooth faces (two decode passes: tracking keeps only landmarks), then cut the aligned
     crops of every track whose face is large enough for the crop size."""
     from fvr.faces.analyse import AnalysisConfig, aligned_faces, analyse_faces
+    from fvr.faces.track import TrackerConfig
     from fvr.io import MediaSource
 
     s = settings.crop_size
@@ -199,8 +200,9 @@ def _build_faces(source: Path, settings: CacheSettings,
         fps = float(src.info.fps)
         total = min(src.info.num_frames, settings.max_frames) if settings.max_frames else src.info.num_frames
         on_frame = (lambda i: progress(f"faces {source.name}", i + 1, total)) if progress else None
-        tracks = analyse_faces((f.rgb for f in _limited(src.frames(), settings.max_frames)), AnalysisConfig(), fps,
-                               on_frame=on_frame).tracks
+        # The detector on every frame: training crops follow the most exact landmarks the analysis gives.
+        tracks = analyse_faces((f.rgb for f in _limited(src.frames(), settings.max_frames)),
+                               AnalysisConfig(tracker=TrackerConfig(detect_every=1)), fps, on_frame=on_frame).tracks
         keep = [t for t in tracks.tracks if len(t) >= 2 and t.size >= settings.min_face * s]
         crops: dict[int, list[np.ndarray]] = {t.id: [] for t in keep}
         marks: dict[int, list[np.ndarray]] = {t.id: [] for t in keep}
