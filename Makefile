@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch first and pinned: a CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-main lint bench clean test-spandrel clean-spandrel
+.PHONY: setup demo test test-main lint browser bench clean test-spandrel clean-spandrel
 
 setup: $(VENV)/.installed
 
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,metrics,realesrgan,batch]"
+	$(BIN)/python -m pip install -q -e ".[test,metrics,realesrgan,batch,ui]"
 	touch $@
 
 demo: setup
@@ -26,9 +26,16 @@ demo: setup
 test: test-main test-spandrel
 
 # lint (ruff) and type check (mypy, configured in pyproject.toml) first: both must be clean
-test-main: setup lint
+test-main: setup lint browser
 	$(BIN)/python -m pytest -q -rs; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# The `fvr ui` browser test drives Debian's Chromium: installed here when it is missing and this is root with apt;
+# otherwise that one test skips, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium not installed (needs root and apt): the browser test will skip"; }
 
 lint: setup
 	$(BIN)/ruff check src tests scripts

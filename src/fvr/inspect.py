@@ -23,6 +23,25 @@ def _sample_frames(tracks: FaceTracks, per_track: int) -> dict[int, list[tuple[i
     return wanted
 
 
+def sampled_crops(source: MediaSource, tracks: FaceTracks, per_track: int, cell: int
+                  ) -> dict[tuple[int, int], np.ndarray]:
+    """(track row, sample) -> the (cell, cell, 3) uint8 aligned crop of ``per_track`` frames spread over each track
+    (first to last). One streaming pass over ``source`` until the last sampled frame."""
+    wanted = _sample_frames(tracks, per_track)
+    crops: dict[tuple[int, int], np.ndarray] = {}
+    source.rewind()
+    last = max(wanted, default=-1)
+    for frame in source.frames():
+        if frame.index > last:
+            break
+        if frame.index not in wanted:
+            continue
+        faces = {face.track: face.crop for face in aligned_faces(frame.rgb, tracks, frame.index, cell)}
+        for row, col in wanted[frame.index]:
+            crops[row, col] = faces[tracks.tracks[row].id]
+    return crops
+
+
 def contact_sheet(source: MediaSource, tracks: FaceTracks, path: str | Path, *, per_track: int = 8,
                   cell: int = 112) -> Path:
     """Write a PNG with one row per track: ``per_track`` aligned crops spread over the track, labelled with the
@@ -31,16 +50,8 @@ def contact_sheet(source: MediaSource, tracks: FaceTracks, path: str | Path, *, 
     rows = max(len(tracks.tracks), 1)
     label_w = 150
     sheet = np.full((rows * cell, label_w + per_track * cell, 3), 24, np.uint8)
-    wanted = _sample_frames(tracks, per_track)
-    source.rewind()
-    last = max(wanted, default=-1)
-    for frame in source.frames():
-        if frame.index > last:
-            break
-        faces = {face.track: face.crop for face in aligned_faces(frame.rgb, tracks, frame.index, cell)}
-        for row, col in wanted.get(frame.index, []):
-            crop = faces[tracks.tracks[row].id]
-            sheet[row * cell:(row + 1) * cell, label_w + col * cell:label_w + (col + 1) * cell] = crop
+    for (row, col), crop in sampled_crops(source, tracks, per_track, cell).items():
+        sheet[row * cell:(row + 1) * cell, label_w + col * cell:label_w + (col + 1) * cell] = crop
     for row, track in enumerate(tracks.tracks):
         y = row * cell
         for k, text in enumerate([f"track {track.id}", f"frames {track.start}-{track.end - 1}",

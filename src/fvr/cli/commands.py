@@ -477,3 +477,33 @@ def live(
         err.print(f"{ended}: {result.frames_out} of {result.frames_in} frames restored ({result.dropped} dropped), "
                   f"{result.fps_out:.1f} fps, latency p50 {result.latency_ms_p50:.0f} ms, "
                   f"p95 {result.latency_ms_p95:.0f} ms")
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to serve on: 127.0.0.1 (default) is this machine "
+                                                     "only; 0.0.0.0 opens it to the network (use --auth).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 7860,
+    auth: Annotated[str | None, typer.Option("--auth", help="USER:PASS required to open the page.")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001,
+                                                 help="Largest upload; bigger ones are refused before they are "
+                                                      "stored.")] = 2048.0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.04, help="Longest video accepted.")] = 3600.0,
+    max_side: Annotated[int, typer.Option("--max-side", min=16, help="Largest frame side accepted (pixels).")]
+    = 4096,
+) -> None:
+    """A local web page: upload a video or photo, choose faces and settings, preview a frame before/after, restore
+    and download. Needs the extra fvr[ui]; works offline. Ctrl-C stops it and deletes its uploads."""
+    from fvr.errors import ConfigError
+    from fvr.ui.app import UiConfig, launch
+    from fvr.ui.session import UiLimits
+
+    login = None
+    if auth is not None:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("--auth wants USER:PASS")
+        login = (user, password)
+    config = UiConfig(host, port, login, UiLimits(max_upload_mb, max_seconds, max_side))
+    launch(config, on_ready=lambda url: err.print(f"fvr ui: {url} (Ctrl-C stops it)"))

@@ -44,7 +44,7 @@ import numpy as np
 from fvr.errors import ConfigError, FvrError, InputError, OutputError, add_note, reason
 from fvr.faces import FaceTracks, smooth_tracks
 from fvr.faces.store import load_tracks, save_tracks
-from fvr.io import MediaSource, check_output_path, is_sequence_path
+from fvr.io import Frame, MediaSource, check_output_path, is_sequence_path
 from fvr.io.remux import join_segments
 from fvr.io.sink import VideoSink
 from fvr.models import ModelRegistry, Restorer, builtin_registry
@@ -235,40 +235,43 @@ def analyse_job(source: MediaSource, config: RestoreConfig, progress: ProgressCa
     return FirstPass(first.tracks, first.pts, input_warnings(source) + first.warnings)
 
 
+def restored_frames(source: MediaSource, tracks: FaceTracks, restorer: Restorer, config: RestoreConfig,
+                    start: int, stop: int, pts: np.ndarray | None = None) -> Iterator[tuple[Frame, np.ndarray]]:
+    """Frames [start, stop) of ``source`` restored: (the input frame, the output (H·u, W·u, 3) uint8 RGB), in
+    order, reading the restorer's declared past/future context around them. ``tracks``: smoothed and selected (the
+    whole video's, or a cut of them covering the context). ``pts``: every frame's timestamp (from the analysis
+    pass), to seek instead of decoding from the first frame. A segment of a job and the UI's preview both come
+    from here, so a preview shows exactly what the full run writes on those frames."""
+    lo = max(0, start - restorer.spec.past)
+    hi = stop + restorer.spec.future
+    state = FrameAssembler(tracks, restorer, config)
+    source.rewind()
+    frames = source.frames_from(lo, pts) if pts is not None else source.frames()
+    for frame in frames:
+        if frame.index < lo:
+            continue  # decoded and dropped: before the context
+        if frame.index >= hi:
+            break
+        yield from ((f, rgb) for f, rgb in state.push(frame) if start <= f.index < stop)
+    yield from ((f, rgb) for f, rgb in state.finish() if start <= f.index < stop)
+
+
 def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restorer: Restorer,
                     config: RestoreConfig, segment: Segment, pts: np.ndarray | None = None,
                     on_frame: Callable[[int], None] | None = None) -> int:
-    """Restore frames [segment.start, segment.stop) of ``source`` into the video-only file ``path`` (atomic),
-    reading the restorer's declared past/future context around it. ``tracks``: smoothed and selected. ``pts``:
-    every frame's timestamp (from the analysis pass), to seek to the segment instead of decoding from the first
-    frame. ``on_frame(k)`` is called after the segment's k-th frame is written. Returns the number of frames
-    written."""
+    """Restore frames [segment.start, segment.stop) of ``source`` (:func:`restored_frames`) into the video-only
+    file ``path`` (atomic). ``on_frame(k)`` is called after the segment's k-th frame is written. Returns the number
+    of frames written."""
     info = source.info
     size = (info.width * config.upscale, info.height * config.upscale)
-    lo = max(0, segment.start - restorer.spec.past)
-    hi = segment.stop + restorer.spec.future
-    state = FrameAssembler(tracks, restorer, config)
-    source.rewind()
     # mp4 stores every packet's dts (the join needs them); keep the input's time base exactly
     tb = info.time_base
     options = {"video_track_timescale": str(tb.denominator)} if tb.numerator == 1 else {}
     with VideoSink(path, info, size, config.encode, copy_streams=[], container_options=options) as sink:
-
-        def keep(pairs: Iterator) -> None:
-            for frame, rgb in pairs:
-                if segment.start <= frame.index < segment.stop:
-                    sink.write(rgb, frame.pts)
-                    if on_frame is not None:
-                        on_frame(sink.frames_written)
-
-        frames = source.frames_from(lo, pts) if pts is not None else source.frames()
-        for frame in frames:
-            if frame.index < lo:
-                continue  # decoded and dropped: before this segment's context
-            if frame.index >= hi:
-                break
-            keep(state.push(frame))
-        keep(state.finish())
+        for frame, rgb in restored_frames(source, tracks, restorer, config, segment.start, segment.stop, pts):
+            sink.write(rgb, frame.pts)
+            if on_frame is not None:
+                on_frame(sink.frames_written)
         written = sink.frames_written
     return written
 

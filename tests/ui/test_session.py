@@ -1,0 +1,128 @@
+"""The web app's work without the web: upload checks, the face list, previews equal to the full run's frames."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fvr.errors import ConfigError, InputError
+from fvr.models import builtin_registry
+from fvr.ui.session import UiLimits, UiSession, UiSettings, Workspace, accept_upload, safe_name
+from media import face_clip, read_frames, read_packets, write_video
+
+
+@pytest.fixture()
+def workspace():
+    ws = Workspace()
+    yield ws
+    ws.close()
+
+
+def _upload(workspace: Workspace, name: str = "clip.mp4", n: int = 12, audio: bool = True) -> Path:
+    """A synthetic clip written where the server would have stored an upload (inside the workspace)."""
+    return write_video(workspace.path / f"incoming-{name}", face_clip(n, 256), audio=audio)
+
+
+def test_workspace_is_private_and_removed(workspace: Workspace) -> None:
+    assert (workspace.path.stat().st_mode & 0o777) == 0o700
+    job = workspace.job_folder()
+    assert workspace.contains(job) and not workspace.contains(workspace.path.parent / "other")
+    other = Workspace()
+    other.close()
+    assert not other.path.exists()
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd.mp4", "a/b.mp4", "..mp4", "x.mp4;rm -rf", ".hidden.mp4",
+                                  "clip.exe", "C:\\clip.mp4", "clip\n.mp4"])
+def test_unsafe_names_are_refused(name: str) -> None:
+    with pytest.raises(InputError):
+        safe_name(name)
+
+
+def test_accept_upload_checks_place_size_media_and_limits(workspace: Workspace, tmp_path: Path) -> None:
+    outside = write_video(tmp_path / "outside.mp4", face_clip(4, 128))
+    with pytest.raises(InputError, match="not an uploaded file"):
+        accept_upload(outside, "outside.mp4", workspace, UiLimits())
+    assert outside.exists()  # never touched: it is not the app's
+    link = workspace.path / "link.mp4"
+    link.symlink_to(outside)
+    with pytest.raises(InputError, match="not an uploaded file"):
+        accept_upload(link, "link.mp4", workspace, UiLimits())
+    junk = workspace.path / "junk.mp4"
+    junk.write_bytes(os.urandom(5000))
+    with pytest.raises(InputError):
+        accept_upload(junk, "junk.mp4", workspace, UiLimits())
+    assert not junk.exists() and not any(workspace.path.rglob("junk.mp4"))  # a refused file is deleted
+    big = _upload(workspace, n=12)
+    with pytest.raises(InputError, match="upload limit"):
+        accept_upload(big, "big.mp4", workspace, UiLimits(max_upload_mb=0.001))
+    with pytest.raises(InputError, match="s limit"):
+        accept_upload(_upload(workspace, n=12), "long.mp4", workspace, UiLimits(max_seconds=0.2))
+    with pytest.raises(InputError, match="px limit"):
+        accept_upload(_upload(workspace, n=4), "wide.mp4", workspace, UiLimits(max_side=128))
+    ok = accept_upload(_upload(workspace), "my clip.mp4", workspace, UiLimits())
+    assert ok.path.name == "my clip.mp4" and workspace.contains(ok.path) and ok.info.num_frames == 12
+    assert not ok.photo and ok.seconds == pytest.approx(12 / 25)
+
+
+def test_preview_is_the_full_runs_frame_and_selection_holds(workspace: Workspace) -> None:
+    upload = accept_upload(_upload(workspace), "clip.mp4", workspace, UiLimits())
+    session = UiSession(upload, builtin_registry())
+    thumbs = session.analyse()
+    assert [t.id for t in thumbs] == [0] and thumbs[0].crop.shape == (128, 128, 3)
+    settings = UiSettings(model="fvr-fast", upscale=2, faces=(0,))
+    out, report = session.restore(settings)
+    assert report.frames == 12 and report.tracks == 1 and out.parent == upload.path.parent
+    assert len(read_packets(out, "audio")) > 0  # the audio is kept, as fvr restore keeps it
+    frames = read_frames(out)[0]
+    preview = session.preview(7, settings)
+    assert preview.after.shape == preview.before.shape == (512, 512, 3)
+    # the full run went through the encoder (lossy): the preview is that frame up to compression
+    assert np.abs(preview.after.astype(int) - frames[7].astype(int)).mean() < 2.0
+    assert np.abs(preview.after.astype(int) - preview.before.astype(int)).mean() > 2.0  # and it did change
+    (track, before, after), = preview.faces
+    assert track == 0 and before.shape == after.shape == (256, 256, 3)
+    with pytest.raises(ConfigError, match="no face selected"):
+        session.preview(3, UiSettings(faces=()))
+    with pytest.raises(ConfigError):
+        session.preview(3, UiSettings(faces=(5,)))
+    with pytest.raises(InputError, match="outside the video"):
+        session.preview(12, settings)
+
+
+def test_a_photo_is_restored_as_a_photo(workspace: Workspace) -> None:
+    import cv2
+
+    frame = face_clip(1, 256)[0]
+    path = workspace.path / "in.png"
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    upload = accept_upload(path, "portrait.png", workspace, UiLimits())
+    assert upload.photo
+    session = UiSession(upload, builtin_registry())
+    assert len(session.analyse()) == 1
+    out, report = session.restore(UiSettings(model="fvr-fast"))
+    assert out.suffix == ".png" and report.frames == 1 and cv2.imread(str(out)).shape == (256, 256, 3)
+
+
+def test_cancel_stops_the_run_and_writes_nothing(workspace: Workspace) -> None:
+    from fvr.ui.session import Cancelled
+
+    upload = accept_upload(_upload(workspace, n=12), "clip.mp4", workspace, UiLimits())
+    session = UiSession(upload, builtin_registry())
+    session.analyse()
+    seen: list[int] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        seen.append(done)
+        if done == 3:
+            session.cancel()  # what the page's Cancel button does, from another thread
+
+    with pytest.raises(Cancelled):
+        session.restore(UiSettings(model="fvr-fast"), progress)
+    assert 3 in seen and max(seen) < 12
+    assert sorted(p.name for p in upload.path.parent.iterdir()) == ["clip.mp4"]  # no output, no temporary file
+    out, report = session.restore(UiSettings(model="fvr-fast"))  # a new run is not cancelled
+    assert report.frames == 12 and out.is_file()
