@@ -57,11 +57,12 @@ def main() -> None:
             start = _wait_ok(url, 120)  # from just after the child started
             client = Client(url, verbose=False)
             t = time.perf_counter()
-            info, _, _, frame = client.predict(handle_file(str(clip)), api_name="/upload")
+            info, _, _, frame, _ = client.predict(handle_file(str(clip)), api_name="/upload")
             upload = time.perf_counter() - t
             frame = frame["value"] if isinstance(frame, dict) else frame  # the slider comes back as an update
             faces = int(re.search(r"(\d+) face track", info).group(1))  # type: ignore[union-attr]
-            settings = [a.model, 1, 1.0, 1.6, "model's default", "lanczos", [f"face {i}" for i in range(faces)]]
+            settings = [a.model, 1, 1.0, 1.6, "model's default", "lanczos", [f"face {i}" for i in range(faces)],
+                        {"headers": ["face", "strength"], "data": []}]
             previews = []
             for _ in range(3):
                 t = time.perf_counter()

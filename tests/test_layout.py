@@ -141,7 +141,7 @@ LAYERS = {
     "fvr.models": {"fvr.compose", "fvr.faces", "fvr.flow"},
     "fvr.metrics": {"fvr.faces", "fvr.models", "fvr.flow", "fvr.compose"},
     "fvr.run": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.signals", "fvr.synthetic"},
-    "fvr.ui": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.run", "fvr.inspect"},
+    "fvr.ui": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.run", "fvr.inspect", "fvr.metrics"},
 }
 
 

@@ -574,3 +574,14 @@ def test_command_line_defaults_are_the_library_defaults() -> None:
     assert config.tracker.detect_every == 5
     strict = restore_config({"detect_every": 8, "redetect_motion": 0.0}).tracker
     assert (strict.detect_every, strict.redetect_motion) == (8, 0.0)
+
+
+def test_face_strength_option_grammar() -> None:
+    from fvr.cli.options import parse_face_strength
+    from fvr.errors import ConfigError
+
+    assert parse_face_strength(None) == {} and parse_face_strength("") == {}
+    assert parse_face_strength("0=0.5, 2=1") == {0: 0.5, 2: 1.0}
+    for bad in ("0", "a=0.5", "0=x", "0=0.5,0=0.7", "0:0.5"):
+        with pytest.raises(ConfigError, match="--face-strength"):
+            parse_face_strength(bad)

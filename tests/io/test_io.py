@@ -240,6 +240,7 @@ class _ClosingProbe:
 
     def __init__(self, container: av.container.InputContainer):
         self.container, self.level_at_close = container, "not closed"
+        self.streams = container.streams  # the decoders are drained through them before the close
 
     def close(self) -> None:
         self.level_at_close = av.logging.get_level()

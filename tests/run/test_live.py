@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from fvr.io.live import FileSource, MemorySink, open_live_sink, open_live_source
 from fvr.models import Restorer, RestorerSpec, builtin_registry
 from fvr.run.build import build_restorer
 from fvr.run.config import RestoreConfig
-from fvr.run.live import LiveAssembler, run_live
+from fvr.run.live import LiveAssembler, check_causal, run_live
 from fvr.run.pipeline import restore_video
 from media import face_clip, read_frames, write_video
 
@@ -198,3 +199,12 @@ def test_a_non_causal_model_is_refused() -> None:
     restorer = build_restorer(RestoreConfig(model="classical", stabilise="flow"), builtin_registry(plugins=False))
     with pytest.raises(ConfigError, match="causal"):
         LiveAssembler(restorer, RestoreConfig(smoothing=SmoothingConfig(method="one-euro")), 25.0)
+
+
+def test_live_refuses_face_choices_it_cannot_honour() -> None:
+    config = RestoreConfig(model="fvr-fast", smoothing=SmoothingConfig(method="one-euro"))
+    restorer = build_restorer(config, builtin_registry())
+    check_causal(restorer, config)
+    for bad in (replace(config, faces="largest"), replace(config, faces="0"), replace(config, face_strength={0: 0.5})):
+        with pytest.raises(ConfigError, match="live session restores every face"):
+            check_causal(restorer, bad)

@@ -362,3 +362,21 @@ def test_background_upsampler_runs_on_the_models_device(tmp_path: Path, monkeypa
     report = restore_video(src, tmp_path / "out.mp4", RestoreConfig(background="realesrgan", upscale=2, device="cuda"),
                            restorer=builtin_registry(plugins=False).create("identity"))
     assert report.frames == 3 and built == [("realesrgan", 2, "cuda")]
+
+
+def test_face_strength_replaces_strength_for_its_track(talking_clip: Path, tmp_path: Path) -> None:
+    def run(name: str, **settings: object) -> np.ndarray:
+        restore_video(talking_clip, tmp_path / name, RestoreConfig(feather=0.02, **settings), restorer=Painter())
+        return _sequence(tmp_path / name).astype(int)
+
+    half = run("half", strength=0.5)
+    assert np.array_equal(run("own", face_strength={0: 0.5}), half)  # the track's own strength, the same paste
+    assert np.array_equal(run("own-over-global", strength=0.2, face_strength={0: 0.5}), half)
+    assert np.array_equal(run("off", face_strength={0: 0.0}), read_frames(talking_clip)[0].astype(int))
+    assert np.abs(run("full") - half).max() > 40  # and strength does matter on this clip
+    with pytest.raises(ConfigError, match="face track 3"):
+        restore_video(talking_clip, tmp_path / "x", RestoreConfig(face_strength={3: 0.5}), restorer=Painter())
+    assert not (tmp_path / "x").exists()
+    for bad in ({0: 1.5}, {-1: 0.5}):
+        with pytest.raises(ConfigError):
+            RestoreConfig(face_strength=bad)

@@ -8,6 +8,7 @@ $FVR_UI_SCREENSHOTS when it is set (how docs/ui/ is made).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -90,6 +91,7 @@ def test_upload_select_preview_restore_download_in_chromium(served, clip: Path, 
         link = page.locator("#fvr-result a").first
         link.wait_for(timeout=120_000)
         page.wait_for_function("document.querySelector('#fvr-summary').innerText.includes('Restored')")
+        page.wait_for_selector("#fvr-quality img", timeout=60_000)
         _shot(page, tmp_path, "4-restored")
         with page.expect_download() as download:
             link.click()
@@ -110,13 +112,27 @@ def test_api_upload_preview_restore_with_gradio_client(served, clip: Path) -> No
     url, _ = served
     client = Client(url, verbose=False)
     # the per-tab session (gr.State) stays on the server, keyed by the client's session: not an API value
-    info, gallery, faces, frame = client.predict(handle_file(str(clip)), api_name="/upload")
+    info, gallery, faces, frame, own = client.predict(handle_file(str(clip)), api_name="/upload")
     assert "1 face track" in info and Path(gallery).is_file()
-    settings = ["fvr-fast", 1, 1.0, 1.6, "model's default", "lanczos", ["face 0"]]
+    table = own["data"] if isinstance(own, dict) else own
+    assert [list(r) for r in table] == [["face 0", ""]]  # one row per face, empty: the Strength slider applies
+    def table(rows: list[list[str]]) -> dict:  # a Dataframe input, as the API takes it
+        return {"headers": ["face", "strength"], "data": rows}
+
+    settings = ["fvr-fast", 1, 1.0, 1.6, "model's default", "lanczos", ["face 0"], table([["face 0", ""]])]
     slider, crops = client.predict(5, *settings, api_name="/preview")
     assert len(slider) == 2 and all(Path(p).is_file() for p in slider) and Path(crops).is_file()
-    path, summary = client.predict(*settings, api_name="/restore")
-    assert "Restored **12** frame(s)" in summary and len(read_frames(Path(path))[0]) == 12
+    (video, report), summary, curves = client.predict(*settings, api_name="/restore")
+    assert "Restored **12** frame(s)" in summary and len(read_frames(Path(video))[0]) == 12
+    assert "face 0: identity kept" in summary and Path(curves).is_file()
+    assert json.loads(Path(report).read_text())[0]["track"] == 0
+    # the face's own strength 0: the preview's after is its before
+    import numpy as np
+    from PIL import Image
+
+    off = settings[:-1] + [table([["face 0", "0"]])]
+    (before, after), _ = client.predict(5, *off, api_name="/preview")
+    assert np.array_equal(np.asarray(Image.open(before)), np.asarray(Image.open(after)))
 
 
 def test_server_refuses_oversize_uploads_and_serves_nothing_outside(served, tmp_path: Path) -> None:

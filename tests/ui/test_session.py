@@ -83,8 +83,22 @@ def test_preview_is_the_full_runs_frame_and_selection_holds(workspace: Workspace
     # the full run went through the encoder (lossy): the preview is that frame up to compression
     assert np.abs(preview.after.astype(int) - frames[7].astype(int)).mean() < 2.0
     assert np.abs(preview.after.astype(int) - preview.before.astype(int)).mean() > 2.0  # and it did change
+    data, plot, summaries = session.quality(out, settings)
+    (summary,) = summaries
+    import json
+
+    curves = json.loads(data.read_text())[0]
+    assert summary["track"] == 0 and summary["frames_measured"] == 12 and curves["frames"] == list(range(12))
+    assert curves["flicker"][0] is None and all(f >= 0 for f in curves["flicker"][1:])  # none before a 1st frame
+    if curves["identity"][0] is not None:  # FaceNet (the metrics extra) present
+        assert 0.5 < summary["identity_min"] <= summary["identity_mean"] <= 1.0
+    assert plot is None or plot.stat().st_size > 1000
     (track, before, after), = preview.faces
     assert track == 0 and before.shape == after.shape == (256, 256, 3)
+    untouched = session.preview(7, UiSettings(model="fvr-fast", face_strength={0: 0.0}))
+    assert np.array_equal(untouched.after, untouched.before)  # this face's own strength 0: left as it was
+    with pytest.raises(ConfigError, match="face track 4"):
+        session.preview(7, UiSettings(face_strength={4: 0.5}))
     with pytest.raises(ConfigError, match="no face selected"):
         session.preview(3, UiSettings(faces=()))
     with pytest.raises(ConfigError):
@@ -126,3 +140,12 @@ def test_cancel_stops_the_run_and_writes_nothing(workspace: Workspace) -> None:
     assert sorted(p.name for p in upload.path.parent.iterdir()) == ["clip.mp4"]  # no output, no temporary file
     out, report = session.restore(UiSettings(model="fvr-fast"))  # a new run is not cancelled
     assert report.frames == 12 and out.is_file()
+
+
+def test_per_face_strength_table() -> None:
+    from fvr.ui.app import face_strengths
+
+    assert face_strengths(None) == {} and face_strengths([["face 0", ""], ["face 2", "0.25"]]) == {2: 0.25}
+    assert face_strengths({"data": [["face 1", "1"]], "headers": ["face", "strength"]}) == {1: 1.0}
+    with pytest.raises(ConfigError, match="per-face strength"):
+        face_strengths([["face 0", "strong"]])

@@ -79,6 +79,9 @@ COMPOSE = (
                                                             "fvr[spandrel]."),
     _opt("faces", str, "all", "--faces", help="'all', 'largest', or track IDs from `fvr info`, e.g. 0,2."),
     _opt("strength", float, 1.0, "--strength", min=0.0, max=1.0, help="Blend of restored over input face."),
+    _opt("face_strength", str | None, None, "--face-strength", help="Per-face strengths replacing --strength for "
+                                                                     "those faces, e.g. 0=0.5,2=0.8 (track IDs "
+                                                                     "from `fvr info`)."),
     _opt("fade_frames", int, 4, "--fade-frames", min=0, help="A face track that starts or ends while its shot goes "
                                                              "on fades in/out over this many frames (0 = switch at "
                                                              "once)."),
@@ -189,6 +192,24 @@ def model_options(pairs: list[str] | None, crop_size: int | None = None,
     return options
 
 
+def parse_face_strength(text: str | None) -> dict[int, float]:
+    """``--face-strength`` "ID=S,ID=S" -> {track ID: strength}; ConfigError (one line) for anything else."""
+    out: dict[int, float] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        try:
+            track, strength = int(key), float(value)
+        except ValueError:
+            raise ConfigError(f"--face-strength wants ID=STRENGTH pairs such as 0=0.5,2=0.8, got {part.strip()!r}"
+                              ) from None
+        if not sep or track in out:
+            raise ConfigError(f"--face-strength wants each face once as ID=STRENGTH, got {part.strip()!r}")
+        out[track] = strength
+    return out
+
+
 def stabiliser_options(window: int | None, strength: float | None) -> dict[str, object]:
     """--stabilise-window / --stabilise-strength -> the stabiliser's options (only those given)."""
     return {k: v for k, v in (("window", window), ("strength", strength)) if v is not None}
@@ -221,7 +242,8 @@ def restore_config(o: Mapping[str, Any]) -> RestoreConfig:
         model=o["model"], model_options=model_options(o["model_opt"], o["crop_size"], o["fidelity"]),
         stabilise=o["stabilise"], stabilise_options=stabiliser_options(o["stabilise_window"], o["stabilise_strength"]),
         device=o["device"], upscale=o["upscale"], background=o["background"], faces=o["faces"],
-        strength=o["strength"], fade_frames=o["fade_frames"], color_match=o["color_match"], feather=o["feather"],
+        strength=o["strength"], face_strength=parse_face_strength(o["face_strength"]),
+        fade_frames=o["fade_frames"], color_match=o["color_match"], feather=o["feather"],
         mask_coverage=o["mask_coverage"], detector=analysis.detector, tracker=analysis.tracker,
         smoothing=analysis.smoothing,
         encode=EncodeOptions(codec=o["codec"], crf=o["crf"], preset=o["preset"], pix_fmt=o["pix_fmt"]),

@@ -23,12 +23,14 @@ class FacePaste:
     restored, original: (S, S, 3) float32 RGB in [0, 1].
     weight: this face's paste weight in [0, 1], multiplying ``strength`` (below 1 on the frames where its track
         fades in or out); 1 pastes it exactly as before weights existed.
+    strength: this face's own strength in [0, 1], replacing the one :func:`paste_faces` is given; None: that one.
     """
 
     matrix: np.ndarray
     restored: np.ndarray
     original: np.ndarray
     weight: float = 1.0
+    strength: float | None = None
 
     @property
     def scale(self) -> float:
@@ -87,7 +89,8 @@ def paste_faces(
         # The residual is weighted by the mask in crop space, before the warp (premultiplied alpha): the warp then
         # moves 3 channels instead of 4 and the frame-sized ROI needs no separate alpha pass.
         payload = np.subtract(restored, face.original, dtype=np.float32)
-        payload *= (mask * np.float32(255.0 * float(strength) * float(face.weight)))[..., None]  # in place: 4x faster
+        own = strength if face.strength is None else face.strength
+        payload *= (mask * np.float32(255.0 * float(own) * float(face.weight)))[..., None]  # in place: 4x faster
         m = face.matrix.astype(np.float64).copy()
         m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # frame->crop for ROI-local pixel coordinates
         warped = cv2.warpAffine(

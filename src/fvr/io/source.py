@@ -448,9 +448,12 @@ class MediaSource:
         self._end_pass()
         if self._container is not None:
             # Closing joins the decoder's frame threads while holding the GIL; a thread that logs then waits for
-            # the GIL in PyAV's log callback and both hang (PyAV issues 751, 909). With logging off it never asks.
+            # the GIL in PyAV's log callback and both hang (PyAV issues 751, 909). With logging off no new message
+            # asks for it, but one a thread began just before (a pass abandoned mid-stream leaves frames in flight)
+            # still waits: draining the decoders first lets those threads finish with the GIL free.
             with _ERROR_LEVEL.off():
                 container, self._container = self._container, None
+                _drain_decoders(container)
                 container.close()
                 del container  # the last reference: the codec contexts are freed now, logging still off
 
@@ -479,6 +482,16 @@ class _TimestampFixer:
             pts = self._last + 1
         self._last = pts
         return pts
+
+
+def _drain_decoders(container: av.container.InputContainer) -> None:
+    """Finish the work in flight of every video decoder of ``container`` (PyAV releases the GIL while it waits),
+    so that no decoder thread is busy, or waiting to log, when the container is closed."""
+    for stream in container.streams.video:
+        try:
+            stream.codec_context.decode(None)
+        except Exception:  # a decoder never opened or already at its end has nothing in flight
+            pass
 
 
 class _FFmpegErrorLevel:

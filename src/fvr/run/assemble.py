@@ -73,11 +73,13 @@ class FaceCrop:
     matrix: np.ndarray  # (2, 3) frame -> crop
     landmarks: np.ndarray  # (5, 2) crop pixels
     weight: float = 1.0  # paste weight (TrackFade)
+    strength: float | None = None  # this track's own strength (RestoreConfig.face_strength); None: the run's
 
 
-def face_crop(frame: int, face: AlignedFace, weight: float = 1.0) -> FaceCrop:
+def face_crop(frame: int, face: AlignedFace, weight: float = 1.0, strength: float | None = None) -> FaceCrop:
     """An aligned face (uint8 crop) as the restorer's input: float32 in [0, 1]."""
-    return FaceCrop(frame, face.crop.astype(np.float32) * (1.0 / 255.0), face.matrix, face.landmarks, weight)
+    return FaceCrop(frame, face.crop.astype(np.float32) * (1.0 / 255.0), face.matrix, face.landmarks, weight,
+                    strength)
 
 
 def compose_frame(background: np.ndarray, pastes: list[FacePaste], mask: np.ndarray,
@@ -140,7 +142,8 @@ class TrackRunner:
         for k in range(keep):
             item = self.pending[k]
             restored = np.ascontiguousarray(out[offset + k].transpose(1, 2, 0))
-            results.append((item.frame, FacePaste(item.matrix, restored, item.crop, weight=item.weight)))
+            results.append((item.frame, FacePaste(item.matrix, restored, item.crop, weight=item.weight,
+                                                  strength=item.strength)))
         self.history.extend(self.pending[:keep])
         self.pending = self.pending[keep:]
         return results
@@ -186,7 +189,8 @@ class FrameAssembler:
         waiting = _Waiting(frame, background, expected=len(faces))
         self.queue.append(waiting)
         for face in faces:
-            item = face_crop(frame.index, face, self.fades[face.track].weight(frame.index))
+            item = face_crop(frame.index, face, self.fades[face.track].weight(frame.index),
+                             self.config.face_strength.get(face.track))
             for index, paste in self.runners[face.track].add(item):
                 self._deliver(index, paste)
         yield from self._ready()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from fvr.compose.mask import DEFAULT_COVERAGE
 from fvr.errors import ConfigError, check_range
-from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
+from fvr.faces import DetectorConfig, FaceTracks, SmoothingConfig, TrackerConfig
 from fvr.faces.analyse import AnalysisConfig
 from fvr.io import EncodeOptions
 
@@ -33,6 +33,8 @@ class RestoreConfig:
         (lanczos | bicubic | bilinear | realesrgan).
     faces: "all", "largest", or comma-separated track IDs as listed by ``fvr info``.
     strength: 0 keeps the input face, 1 uses the restored face fully.
+    face_strength: per-track strengths (track ID as listed by ``fvr info`` -> strength in [0, 1]) replacing
+        ``strength`` for those tracks; a track not named keeps ``strength``.
     fade_frames: a track that starts or ends while its shot goes on (a face turning away, entering or missed by the
         detector for longer than the tracker bridges) is pasted with a weight that ramps linearly over its first
         and last ``fade_frames`` frames, so restoration fades in and out instead of switching in one frame
@@ -59,6 +61,7 @@ class RestoreConfig:
     background: str = "lanczos"
     faces: str = "all"
     strength: float = 1.0
+    face_strength: Mapping[int, float] = field(default_factory=dict)
     fade_frames: int = 4
     color_match: bool = False
     feather: float = 0.06
@@ -78,6 +81,9 @@ class RestoreConfig:
         """One-line :class:`ConfigError` for any setting out of its range (also at construction; the sub-configs
         check their own)."""
         check_range("strength", self.strength, 0.0, 1.0)
+        for track, value in self.face_strength.items():
+            check_range("face track ID", track, 0, None, integer=True)
+            check_range(f"strength of face {track}", value, 0.0, 1.0)
         check_range("fade_frames", self.fade_frames, 0, None, integer=True)
         check_range("upscale", self.upscale, 1, 8, integer=True)
         if self.chunk is not None:
@@ -88,6 +94,12 @@ class RestoreConfig:
         check_range("mask coverage", self.mask_coverage, 0.25, 2.0)
         if self.device not in DEVICE_CHOICES:
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    def check_tracks(self, tracks: FaceTracks) -> None:
+        """ConfigError (one line) when ``face_strength`` names a track ``tracks`` does not have."""
+        if unknown := sorted(set(self.face_strength) - set(tracks.ids())):
+            raise ConfigError(f"--face-strength names face track {unknown[0]}, which this video does not have; "
+                              f"its tracks: {', '.join(map(str, tracks.ids())) or 'none'}")
 
     @property
     def analysis(self) -> AnalysisConfig:

@@ -101,7 +101,10 @@ def job_dir(output: str | Path) -> Path:
 
 def settings_key(config: RestoreConfig, segment_frames: int) -> str:
     """A digest of everything that changes the output: a resumed job must use the same settings."""
-    data = {"config": asdict(config), "segment_frames": segment_frames}
+    settings = asdict(config)
+    if not settings["face_strength"]:  # added later, changes nothing when empty: jobs started before still resume
+        del settings["face_strength"]
+    data = {"config": settings, "segment_frames": segment_frames}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -424,6 +427,7 @@ def prepare_segments(job: Job, config: RestoreConfig, fps: float, past: int, fut
 def selected_tracks(raw: FaceTracks, config: RestoreConfig, fps: float) -> FaceTracks:
     """A job's raw face tracks (``job.tracks()``), smoothed and selected (``config.faces``) as every segment of
     it must see them."""
+    config.check_tracks(raw)
     tracks = smooth_tracks(raw, config.smoothing, fps)
     return tracks.select(config.faces) if raw.tracks else tracks
 

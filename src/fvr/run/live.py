@@ -49,13 +49,16 @@ LIVE_SMOOTHING = "one-euro"
 
 
 def check_causal(restorer: Restorer, config: RestoreConfig) -> None:
-    """One-line ConfigError unless the model and the smoothing read no future frame."""
+    """One-line ConfigError unless the model and the smoothing read no future frame and no track is named by ID."""
     if restorer.spec.future:
         raise ConfigError(f"model {restorer.spec.name} reads {restorer.spec.future} future frame(s): live video "
                           f"needs a causal one (fvr-fast, classical, identity, or MODEL+flow-causal)")
     if not is_causal(config.smoothing):
         raise ConfigError(f"--smoothing {config.smoothing.method} needs future frames: live video takes one-euro "
                           f"or none")
+    if config.face_strength or config.faces != "all":
+        raise ConfigError("a live session restores every face it sees: --faces and --face-strength choose among "
+                          "the tracks of a finished analysis (fvr restore), which live video does not have")
 
 
 class LiveAssembler:

@@ -136,6 +136,7 @@ def restore_video(
         else:
             raw_tracks = tracks
         selected = smooth_tracks(raw_tracks, config.smoothing, float(info.fps))
+        config.check_tracks(raw_tracks)
         if raw_tracks.tracks:  # with no face at all, any --faces choice just means "re-encode"
             selected = selected.select(config.faces)
         t1 = time.perf_counter()

@@ -60,6 +60,22 @@ def strip(cells: list[tuple[np.ndarray, str]], height: int = 160) -> np.ndarray 
     return np.concatenate(tiles[:-1], axis=1)
 
 
+def face_strengths(rows: Any) -> dict[int, float]:
+    """The per-face table ([["face 0", "0.5"], ["face 1", ""], ...], or Gradio's dict form with "data") -> {track:
+    strength}; an empty cell keeps the strength slider's value. ConfigError (one line) for anything else."""
+    if isinstance(rows, dict):
+        rows = rows.get("data", [])
+    out: dict[int, float] = {}
+    for row in rows if rows is not None else []:
+        if len(row) < 2 or str(row[1]).strip() in ("", "None", "nan"):
+            continue
+        try:
+            out[int(str(row[0]).split()[-1])] = float(row[1])
+        except (ValueError, IndexError):
+            raise ConfigError(f"per-face strength: {row[1]!r} for {row[0]!r} is not a number from 0 to 1") from None
+    return out
+
+
 def _message(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -76,7 +92,8 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
 
     def on_upload(path: str | None) -> tuple:
         if not path:
-            return None, "", None, gr.update(choices=[], value=[]), gr.update(maximum=1, value=0, interactive=False)
+            return (None, "", None, gr.update(choices=[], value=[]), gr.update(maximum=1, value=0, interactive=False),
+                    [])
         try:
             upload = accept_upload(path, os.path.basename(path), workspace, limits)
             session = UiSession(upload, registry)
@@ -93,13 +110,13 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
         ids = [f"face {t.id}" for t in thumbs]
         last = max(info.num_frames - 1, 0)
         return (session, text, gallery, gr.update(choices=ids, value=ids),
-                gr.update(maximum=max(last, 1), value=last // 2, interactive=last > 0))
+                gr.update(maximum=max(last, 1), value=last // 2, interactive=last > 0), [[i, ""] for i in ids])
 
     def settings(model: str, upscale: float, strength: float, coverage: float, stabiliser: str, background: str,
-                 faces: list[str]) -> UiSettings:
+                 faces: list[str], own: Any = None) -> UiSettings:
         return UiSettings(model=model, upscale=int(upscale), strength=float(strength), mask_coverage=float(coverage),
                           stabilise=STABILISERS[stabiliser], background=background,
-                          faces=tuple(int(f.split()[-1]) for f in faces))
+                          faces=tuple(int(f.split()[-1]) for f in faces), face_strength=face_strengths(own))
 
     def on_preview(session: UiSession | None, frame: float, *values: Any) -> tuple:
         if session is None:
@@ -123,15 +140,21 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
                 left = f", about {(time.perf_counter() - started) * (total - done) / done:.0f} s left"
             progress((done, max(total, 1)), desc=f"{stage}{left}")
 
+        chosen = settings(*values)
         try:
-            out, rep = session.restore(settings(*values), report)
+            out, rep = session.restore(chosen, report)
+            progress(1.0, desc="quality report")
+            data, plot, tracks = session.quality(out, chosen)
         except FvrError as exc:
             raise fail(exc) from exc
         summary = (f"Restored **{rep.frames}** frame(s), {rep.tracks} face track(s), {rep.face_frames} face-frames "
                    f"in {rep.seconds_analyse + rep.seconds_restore:.1f} s ({rep.fps:.1f} fps).")
+        for t in tracks:
+            summary += (f"  \nface {t['track']}: identity kept {t['identity_mean']:.3f} (lowest "
+                        f"{t['identity_min']:.3f}), flicker {t['flicker_mean']:.2f}")
         if rep.warnings:
             summary += "  \n" + "  \n".join(f"⚠ {w}" for w in rep.warnings)
-        return str(out), summary
+        return [str(out), str(data)], summary, str(plot) if plot else None
 
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
@@ -146,7 +169,11 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
             info = gr.Markdown(elem_id="fvr-info")
         faces_gallery = gr.Image(label="Faces found", interactive=False, elem_id="fvr-faces", height=220,
                                  buttons=["download", "fullscreen"])  # no share: that needs the internet
-        faces = gr.CheckboxGroup(label="Restore these faces", elem_id="fvr-select")
+        with gr.Row():
+            faces = gr.CheckboxGroup(label="Restore these faces", elem_id="fvr-select")
+            own = gr.Dataframe(headers=["face", "strength"], datatype=["str", "str"], type="array",
+                               column_count=(2, "fixed"), interactive=True, elem_id="fvr-face-strength",
+                               label="Per-face strength (0-1; empty: the Strength slider)")
         with gr.Row():
             model = gr.Dropdown(models, value=default_model if default_model in models else models[0],
                                 label="Model", elem_id="fvr-model")
@@ -164,13 +191,15 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
         with gr.Row():
             run = gr.Button("Restore the whole file", variant="primary", elem_id="fvr-run")
             cancel = gr.Button("Cancel", elem_id="fvr-cancel")
-        result = gr.File(label="Result", elem_id="fvr-result")
+        result = gr.File(label="Result and its quality report", file_count="multiple", elem_id="fvr-result")
         summary = gr.Markdown(elem_id="fvr-summary")
+        curves = gr.Image(label="Quality per face: identity kept and flicker, frame by frame", interactive=False,
+                          elem_id="fvr-quality", buttons=["download", "fullscreen"])
 
-        values = [model, upscale, strength, coverage, stabiliser, background, faces]
-        upload.upload(on_upload, [upload], [session, info, faces_gallery, faces, frame], api_name="upload")
+        values = [model, upscale, strength, coverage, stabiliser, background, faces, own]
+        upload.upload(on_upload, [upload], [session, info, faces_gallery, faces, frame, own], api_name="upload")
         preview_button.click(on_preview, [session, frame, *values], [slider, crops], api_name="preview")
-        job = run.click(on_restore, [session, *values], [result, summary], api_name="restore")
+        job = run.click(on_restore, [session, *values], [result, summary, curves], api_name="restore")
         # not queued (it must not wait behind the job it stops); the job's next frame sees the flag
         cancel.click(lambda s: s.cancel() if s is not None else None, [session], None, cancels=[job], queue=False)
     app.queue(default_concurrency_limit=1)  # one job at a time on a CPU; the rest wait in line

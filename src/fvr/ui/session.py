@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,8 +133,9 @@ def accept_upload(path: str | Path, name: str, workspace: Workspace, limits: UiL
 
 @dataclass(frozen=True)
 class UiSettings:
-    """The restore settings the app offers. ``faces``: track IDs to restore (None = every face); ``fidelity``:
-    for models that take it (None = the model's default); ``stabilise``: None = the model's own default."""
+    """The restore settings the app offers. ``faces``: track IDs to restore (None = every face);
+    ``face_strength``: track ID -> strength replacing ``strength`` for that face; ``fidelity``: for models that take
+    it (None = the model's default); ``stabilise``: None = the model's own default."""
 
     model: str | None = None
     upscale: int = 1
@@ -144,13 +145,15 @@ class UiSettings:
     stabilise: str | None = None
     background: str = "lanczos"
     faces: tuple[int, ...] | None = None
+    face_strength: Mapping[int, float] = field(default_factory=dict)
 
     def restore_config(self) -> RestoreConfig:
         """The run's config (validated: ConfigError, one line); detection at its defaults, like the analysis."""
         if self.faces is not None and not self.faces:
             raise ConfigError("no face selected: select at least one face to restore")
         return RestoreConfig(
-            model=self.model, upscale=self.upscale, strength=self.strength, mask_coverage=self.mask_coverage,
+            model=self.model, upscale=self.upscale, strength=self.strength, face_strength=dict(self.face_strength),
+            mask_coverage=self.mask_coverage,
             stabilise=self.stabilise, background=self.background,
             model_options={"fidelity": self.fidelity} if self.fidelity is not None else {},
             faces="all" if self.faces is None else ",".join(str(i) for i in self.faces),
@@ -268,3 +271,14 @@ class UiSession:
         report = restore_video(self.upload.path, out, config, restorer=self._restorer(config), tracks=self.raw,
                                progress=step)
         return out, report
+
+    def quality(self, output: Path, settings: UiSettings) -> tuple[Path, Path | None, list[dict]]:
+        """The quality report of ``output`` (this upload restored with ``settings``): per-track identity and flicker
+        curves as JSON and a PNG plot (None without matplotlib) beside it, and each track's summary."""
+        from fvr.ui.report import plot_report, quality_report, write_report
+
+        config = settings.restore_config()
+        report = quality_report(self.upload.path, output, self._tracks(config), config.upscale)
+        stem = output.with_suffix("")
+        return (write_report(report, Path(f"{stem}.quality.json")), plot_report(report, Path(f"{stem}.quality.png")),
+                [q.summary() for q in report])
