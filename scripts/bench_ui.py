@@ -62,7 +62,7 @@ def main() -> None:
             frame = frame["value"] if isinstance(frame, dict) else frame  # the slider comes back as an update
             faces = int(re.search(r"(\d+) face track", info).group(1))  # type: ignore[union-attr]
             settings = [a.model, 1, 1.0, 1.6, "model's default", "lanczos", [f"face {i}" for i in range(faces)],
-                        {"headers": ["face", "strength"], "data": []}]
+                        {"headers": ["face", "strength"], "data": []}, "model's own"]
             previews = []
             for _ in range(3):
                 t = time.perf_counter()

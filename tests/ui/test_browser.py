@@ -85,6 +85,8 @@ def test_upload_select_preview_restore_download_in_chromium(served, clip: Path, 
         page.wait_for_selector("#fvr-slider img", timeout=60_000)
         page.wait_for_selector("#fvr-crops img", timeout=60_000)
         assert page.locator("#fvr-slider img").count() >= 2  # before and after
+        page.click("#fvr-clip")  # the short segment, input | restored, playable in the page
+        page.wait_for_selector("#fvr-clip-out video[src]", timeout=60_000)
         _shot(page, tmp_path, "3-preview")
 
         page.click("#fvr-run")
@@ -119,9 +121,14 @@ def test_api_upload_preview_restore_with_gradio_client(served, clip: Path) -> No
     def table(rows: list[list[str]]) -> dict:  # a Dataframe input, as the API takes it
         return {"headers": ["face", "strength"], "data": rows}
 
-    settings = ["fvr-fast", 1, 1.0, 1.6, "model's default", "lanczos", ["face 0"], table([["face 0", ""]])]
+    settings = ["fvr-fast", 1, 1.0, 1.6, "model's default", "lanczos", ["face 0"], table([["face 0", ""]]),
+                "model's own"]
     slider, crops = client.predict(5, *settings, api_name="/preview")
     assert len(slider) == 2 and all(Path(p).is_file() for p in slider) and Path(crops).is_file()
+    clip = client.predict(5, *settings, api_name="/preview_clip")
+    clip = clip["video"] if isinstance(clip, dict) else clip
+    frames = read_frames(Path(clip))[0]
+    assert frames.shape == (7, 256, 512, 3)  # frames 5-11 (2 s would be 50), input | restored
     (video, report), summary, curves = client.predict(*settings, api_name="/restore")
     assert "Restored **12** frame(s)" in summary and len(read_frames(Path(video))[0]) == 12
     assert "face 0: identity kept" in summary and Path(curves).is_file()
@@ -130,7 +137,7 @@ def test_api_upload_preview_restore_with_gradio_client(served, clip: Path) -> No
     import numpy as np
     from PIL import Image
 
-    off = settings[:-1] + [table([["face 0", "0"]])]
+    off = [*settings[:-2], table([["face 0", "0"]]), "model's own"]
     (before, after), _ = client.predict(5, *off, api_name="/preview")
     assert np.array_equal(np.asarray(Image.open(before)), np.asarray(Image.open(after)))
 
@@ -166,3 +173,63 @@ def test_api_refuses_non_media_and_tricky_names(served, tmp_path: Path) -> None:
     with pytest.raises(AppError, match="unsafe file name"):
         client.predict(handle_file(str(odd)), api_name="/upload")
     assert not any(workspace.path.rglob("notes.mp4")) and not any(workspace.path.rglob("clip;*"))
+
+
+def test_cli_serves_refuses_a_busy_port_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the workspace is made here: its removal can be checked
+    cmd = [sys.executable, "-m", "fvr.cli", "ui", "--port", str(port)]
+    server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.1)
+        assert list(tmp_path.glob("fvr-ui-*"))  # its private workspace exists while it serves
+        busy = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 4 and busy.stderr.count("\n") == 1 and "choose another with --port" in busy.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 130, err
+    assert not list(tmp_path.glob("fvr-ui-*"))  # uploads gone with it
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (Debian package chromium; make test installs it as "
+                                            "root)")
+def test_live_tab_restores_a_fake_camera_in_chromium(served, tmp_path: Path) -> None:
+    import cv2
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the test extra) is not installed")
+    url, _ = served
+    camera = tmp_path / "camera.y4m"  # Chromium's fake camera plays this file
+    with open(camera, "wb") as f:
+        f.write(b"YUV4MPEG2 W256 H256 F25:1 Ip A1:1 C420jpeg\n")
+        for frame in face_clip(25, 256):
+            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+    flags = [*FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+             f"--use-file-for-fake-video-capture={camera}"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"]).new_page()
+        page.goto(url)
+        page.click("#fvr-live button")  # open the live section
+        page.click("#fvr-camera [title='grant webcam access'] button")
+        page.click("#fvr-camera button[aria-label='capture photo']")  # start streaming
+        page.wait_for_selector("#fvr-live-out img", timeout=60_000)
+        first = page.get_attribute("#fvr-live-out img", "src")
+        page.wait_for_function(f"document.querySelector('#fvr-live-out img').src != {first!r}", timeout=30_000)
+        page.locator("#fvr-live-out").scroll_into_view_if_needed()
+        _shot(page, tmp_path, "5-live")
+        browser.close()
+    assert first.startswith(url)  # restored frames, served by the app itself, one after another

@@ -95,6 +95,9 @@ def test_preview_is_the_full_runs_frame_and_selection_holds(workspace: Workspace
     assert plot is None or plot.stat().st_size > 1000
     (track, before, after), = preview.faces
     assert track == 0 and before.shape == after.shape == (256, 256, 3)
+    clip = read_frames(session.preview_clip(3, 0.2, settings))[0]  # 0.2 s at 25 fps: frames 3-7
+    assert clip.shape == (5, 512, 1024, 3)
+    assert np.abs(clip[4, :, 512:].astype(int) - frames[7].astype(int)).mean() < 2.0  # the full run's frame 7
     untouched = session.preview(7, UiSettings(model="fvr-fast", face_strength={0: 0.0}))
     assert np.array_equal(untouched.after, untouched.before)  # this face's own strength 0: left as it was
     with pytest.raises(ConfigError, match="face track 4"):
@@ -149,3 +152,28 @@ def test_per_face_strength_table() -> None:
     assert face_strengths({"data": [["face 1", "1"]], "headers": ["face", "strength"]}) == {1: 1.0}
     with pytest.raises(ConfigError, match="per-face strength"):
         face_strengths([["face 0", "strong"]])
+
+
+def test_live_view_is_the_live_engine_frame_by_frame() -> None:
+    from fvr.io import Frame
+    from fvr.run.build import build_restorer
+    from fvr.run.live import LiveAssembler
+    from fvr.ui.session import LiveView, live_config
+
+    frames = face_clip(8, 256)
+    view = LiveView(builtin_registry())
+    config = live_config()
+    engine = LiveAssembler(build_restorer(config, builtin_registry()), config, 25.0)
+    for i, rgb in enumerate(frames):
+        out = view.push(rgb)
+        assert np.array_equal(out, engine.push(Frame(i, rgb, i)))  # the engine of fvr live, unchanged
+    assert np.abs(out.astype(int) - frames[-1].astype(int)).mean() > 1.0  # the face was restored
+    assert view.push(face_clip(1, 128)[0]).shape == (128, 128, 3)  # another camera size: a new session
+
+
+def test_fidelity_choice() -> None:
+    from fvr.ui.app import MODEL_FIDELITY, fidelity_value
+
+    assert fidelity_value(MODEL_FIDELITY) is None and fidelity_value(None) is None and fidelity_value("0.25") == 0.25
+    with pytest.raises(ConfigError, match="fidelity"):
+        fidelity_value("high")

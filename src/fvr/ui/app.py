@@ -17,7 +17,7 @@ import numpy as np
 
 from fvr.errors import ConfigError, FvrError
 from fvr.models import ModelRegistry, builtin_registry
-from fvr.ui.session import MB, Preview, UiLimits, UiSession, UiSettings, Workspace, accept_upload
+from fvr.ui.session import MB, LiveView, Preview, UiLimits, UiSession, UiSettings, Workspace, accept_upload
 
 STABILISERS = {"model's default": None, "flow (offline)": "flow", "flow-causal": "flow-causal"}
 BACKGROUNDS = ("lanczos", "bicubic", "bilinear", "compact")
@@ -58,6 +58,19 @@ def strip(cells: list[tuple[np.ndarray, str]], height: int = 160) -> np.ndarray 
         tiles.append(tile)
         tiles.append(np.full((height + 24, 8, 3), 255, np.uint8))
     return np.concatenate(tiles[:-1], axis=1)
+
+
+MODEL_FIDELITY = "model's own"
+
+
+def fidelity_value(text: str | None) -> float | None:
+    """The fidelity choice -> a number, or None for the model's own; ConfigError (one line) for anything else."""
+    if text is None or str(text).strip() in ("", MODEL_FIDELITY):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"fidelity: {text!r} is not a number from 0 to 1") from None
 
 
 def face_strengths(rows: Any) -> dict[int, float]:
@@ -113,10 +126,11 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
                 gr.update(maximum=max(last, 1), value=last // 2, interactive=last > 0), [[i, ""] for i in ids])
 
     def settings(model: str, upscale: float, strength: float, coverage: float, stabiliser: str, background: str,
-                 faces: list[str], own: Any = None) -> UiSettings:
+                 faces: list[str], own: Any = None, fidelity: str | None = None) -> UiSettings:
         return UiSettings(model=model, upscale=int(upscale), strength=float(strength), mask_coverage=float(coverage),
                           stabilise=STABILISERS[stabiliser], background=background,
-                          faces=tuple(int(f.split()[-1]) for f in faces), face_strength=face_strengths(own))
+                          faces=tuple(int(f.split()[-1]) for f in faces), face_strength=face_strengths(own),
+                          fidelity=fidelity_value(fidelity))
 
     def on_preview(session: UiSession | None, frame: float, *values: Any) -> tuple:
         if session is None:
@@ -127,6 +141,14 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
             raise fail(exc) from exc
         crops = strip([(np.concatenate([b, a], axis=1), f"face {t}: before | after") for t, b, a in p.faces], 256)
         return (p.before, p.after), crops
+
+    def on_clip(session: UiSession | None, frame: float, *values: Any) -> str:
+        if session is None:
+            raise gr.Error("upload a video or photo first")
+        try:
+            return str(session.preview_clip(int(frame), limits.preview_seconds, settings(*values)))
+        except FvrError as exc:
+            raise fail(exc) from exc
 
     def on_restore(session: UiSession | None, *values: Any, progress: Any = gr.Progress()) -> tuple:
         if session is None:
@@ -156,6 +178,15 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
             summary += "  \n" + "  \n".join(f"⚠ {w}" for w in rep.warnings)
         return [str(out), str(data)], summary, str(plot) if plot else None
 
+    def on_live(view: LiveView | None, rgb: np.ndarray | None) -> tuple:
+        if rgb is None:
+            return None, view
+        try:
+            view = view or LiveView(registry)
+            return view.push(rgb), view
+        except FvrError as exc:
+            raise fail(exc) from exc
+
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
     with gr.Blocks(title="fvr — face video restoration", analytics_enabled=False) as app:
@@ -179,13 +210,19 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
                                 label="Model", elem_id="fvr-model")
             upscale = gr.Slider(1, 4, value=1, step=1, label="Upscale", elem_id="fvr-upscale")
             strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength", elem_id="fvr-strength")
+            fidelity = gr.Dropdown([MODEL_FIDELITY, "0.0", "0.25", "0.5", "0.75", "1.0"], value=MODEL_FIDELITY,
+                                   allow_custom_value=True, elem_id="fvr-fidelity",
+                                   label="Fidelity (0-1, for models that have one)")
         with gr.Row():
             coverage = gr.Slider(0.25, 2.0, value=1.6, step=0.05, label="Mask coverage", elem_id="fvr-coverage")
             stabiliser = gr.Dropdown(list(STABILISERS), value="model's default", label="Temporal stabiliser")
             background = gr.Dropdown(list(BACKGROUNDS), value="lanczos", label="Background")
         frame = gr.Slider(0, 1, value=0, step=1, label="Preview frame", elem_id="fvr-frame", interactive=False)
-        preview_button = gr.Button("Preview this frame", elem_id="fvr-preview")
+        with gr.Row():
+            preview_button = gr.Button("Preview this frame", elem_id="fvr-preview")
+            clip_button = gr.Button(f"Preview {limits.preview_seconds:g} s from this frame", elem_id="fvr-clip")
         slider = gr.ImageSlider(label="Before / after", elem_id="fvr-slider")
+        clip = gr.Video(label="Input | restored", interactive=False, elem_id="fvr-clip-out")
         crops = gr.Image(label="Faces: before | after", interactive=False, elem_id="fvr-crops", height=320,
                          buttons=["download", "fullscreen"])
         with gr.Row():
@@ -196,9 +233,23 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
         curves = gr.Image(label="Quality per face: identity kept and flicker, frame by frame", interactive=False,
                           elem_id="fvr-quality", buttons=["download", "fullscreen"])
 
-        values = [model, upscale, strength, coverage, stabiliser, background, faces, own]
+        with gr.Accordion("Live: your camera, restored as you watch (the engine of fvr live)", open=False,
+                          elem_id="fvr-live"):
+            gr.Markdown("A causal model (`fvr-fast`), the detector every 5 frames: what `fvr live` runs. Frames "
+                        "the server cannot keep up with are skipped, never queued.")
+            live = gr.State(None)
+            with gr.Row():
+                camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
+                                  elem_id="fvr-camera")
+                restored_live = gr.Image(label="Restored", interactive=False, elem_id="fvr-live-out",
+                                         buttons=["download", "fullscreen"])
+        camera.stream(on_live, [live, camera], [restored_live, live], stream_every=0.1, time_limit=3600,
+                      concurrency_limit=1, concurrency_id="live", show_progress="hidden", api_name="live")
+
+        values = [model, upscale, strength, coverage, stabiliser, background, faces, own, fidelity]
         upload.upload(on_upload, [upload], [session, info, faces_gallery, faces, frame, own], api_name="upload")
         preview_button.click(on_preview, [session, frame, *values], [slider, crops], api_name="preview")
+        clip_button.click(on_clip, [session, frame, *values], [clip], api_name="preview_clip")
         job = run.click(on_restore, [session, *values], [result, summary, curves], api_name="restore")
         # not queued (it must not wait behind the job it stops); the job's next frame sees the flag
         cancel.click(lambda s: s.cancel() if s is not None else None, [session], None, cancels=[job], queue=False)
@@ -214,10 +265,14 @@ def launch(config: UiConfig, on_ready: Callable[[str], None] | None = None, bloc
     os.environ["GRADIO_TEMP_DIR"] = str(workspace.path)  # uploads land in the private folder
     app = build_app(workspace, config.limits)
     try:
-        _, url, _ = app.launch(server_name=config.host, server_port=config.port, auth=config.auth,
-                               max_file_size=int(config.limits.max_upload_mb * MB), share=False,
-                               ssr_mode=False, prevent_thread_lock=True, quiet=True, show_error=False,
-                               theme=app.fvr_theme, footer_links=[], allowed_paths=[str(workspace.path)])
+        try:
+            _, url, _ = app.launch(server_name=config.host, server_port=config.port, auth=config.auth,
+                                   max_file_size=int(config.limits.max_upload_mb * MB), share=False,
+                                   ssr_mode=False, prevent_thread_lock=True, quiet=True, show_error=False,
+                                   theme=app.fvr_theme, footer_links=[], allowed_paths=[str(workspace.path)])
+        except OSError as exc:  # Gradio's "Cannot find empty port", or an address this machine does not have
+            raise ConfigError(f"cannot serve on {config.host}:{config.port} (in use, or not this machine's "
+                              f"address): choose another with --port / --host") from exc
         if on_ready is not None:
             on_ready(url)
         if block:

@@ -26,11 +26,12 @@ from fvr.errors import ConfigError, FvrError, InputError, check_range
 from fvr.faces import FaceTracks
 from fvr.faces.analyse import aligned_faces
 from fvr.inspect import sampled_crops
-from fvr.io import MediaSource, VideoInfo
+from fvr.io import EncodeOptions, Frame, MediaSource, VideoInfo, VideoSink
 from fvr.models import ModelRegistry, Restorer
 from fvr.run.build import build_restorer
 from fvr.run.config import RestoreConfig, RestoreReport
 from fvr.run.jobs import analyse_job, restored_frames, selected_tracks
+from fvr.run.live import LiveAssembler, check_causal
 from fvr.run.pipeline import restore_video
 
 MB = 1024 * 1024
@@ -253,6 +254,26 @@ class UiSession:
             faces.append((a.track, a.crop, b.crop))
         return Preview(index, before, after, faces)
 
+    def preview_clip(self, start: int, seconds: float, settings: UiSettings) -> Path:
+        """Frames [start, start + seconds) restored exactly as the full run restores them, written as a short
+        video of input | restored side by side (the input resized to the output's size; no audio)."""
+        info = self.upload.info
+        n = info.num_frames
+        if not 0 <= start < n:
+            raise InputError(f"frame {start} is outside the video (0-{n - 1})")
+        stop = min(n, start + max(1, round(seconds * float(info.fps or 25))))
+        config = settings.restore_config()
+        tracks, restorer = self._tracks(config), self._restorer(config)
+        w, h = info.width * config.upscale, info.height * config.upscale
+        path = self.folder / f"preview-{start}-{stop}.mp4"
+        with MediaSource(self.upload.path) as source, \
+                VideoSink(path, info, (2 * w, h), EncodeOptions(crf=18, preset="veryfast"), copy_streams=[]) as sink:
+            for frame, after in restored_frames(source, tracks, restorer, config, start, stop, self.pts):
+                before = frame.rgb if frame.rgb.shape[:2] == (h, w) else cv2.resize(frame.rgb, (w, h),
+                                                                                      interpolation=cv2.INTER_CUBIC)
+                sink.write(np.concatenate([before, after], axis=1), frame.pts)
+        return path
+
     def restore(self, settings: UiSettings, progress: Progress | None = None) -> tuple[Path, RestoreReport]:
         """The whole file restored into the job folder (``NAME-restored.SUFFIX``; a photo stays a photo, a video
         keeps its audio, subtitles and timing as ``fvr restore`` does)."""
@@ -282,3 +303,36 @@ class UiSession:
         stem = output.with_suffix("")
         return (write_report(report, Path(f"{stem}.quality.json")), plot_report(report, Path(f"{stem}.quality.png")),
                 [q.summary() for q in report])
+
+
+def live_config(model: str = "fvr-fast") -> RestoreConfig:
+    """The settings of the page's live tab: those of ``fvr live`` (a causal model, one-euro smoothing, the detector
+    every 5 frames on frames shrunk to 640 px)."""
+    from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
+
+    return RestoreConfig(model=model, smoothing=SmoothingConfig(method="one-euro"),
+                         detector=DetectorConfig(max_side=640), tracker=TrackerConfig(detect_every=5))
+
+
+class LiveView:
+    """The browser camera's frames restored one by one, causally (:class:`fvr.run.live.LiveAssembler`, the engine
+    of ``fvr live``). A new frame size (another camera) starts a new session of the engine."""
+
+    def __init__(self, registry: ModelRegistry, config: RestoreConfig | None = None):
+        self.config = config or live_config()
+        self.restorer = build_restorer(self.config, registry)
+        check_causal(self.restorer, self.config)
+        self._engine: LiveAssembler | None = None
+        self._shape: tuple[int, ...] | None = None
+        self.frames = 0
+
+    def push(self, rgb: np.ndarray) -> np.ndarray:
+        """One camera frame ((H, W, 3) uint8 RGB) -> the restored frame (same size)."""
+        rgb = np.ascontiguousarray(rgb[..., :3])
+        if self._engine is None or rgb.shape != self._shape:
+            self._engine = LiveAssembler(self.restorer, self.config, 25.0)
+            self._engine.warm_up(rgb.shape[1], rgb.shape[0])
+            self._shape = rgb.shape
+        out = self._engine.push(Frame(self.frames, rgb, self.frames))
+        self.frames += 1
+        return out
