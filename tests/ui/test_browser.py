@@ -111,7 +111,7 @@ def test_upload_select_preview_restore_download_in_chromium(served, clip: Path, 
 def test_api_upload_preview_restore_with_gradio_client(served, clip: Path) -> None:
     from gradio_client import Client, handle_file
 
-    url, _ = served
+    url, workspace = served
     client = Client(url, verbose=False)
     # the per-tab session (gr.State) stays on the server, keyed by the client's session: not an API value
     info, gallery, faces, frame, own = client.predict(handle_file(str(clip)), api_name="/upload")
@@ -133,6 +133,9 @@ def test_api_upload_preview_restore_with_gradio_client(served, clip: Path) -> No
     assert "Restored **12** frame(s)" in summary and len(read_frames(Path(video))[0]) == 12
     assert "face 0: identity kept" in summary and Path(curves).is_file()
     assert json.loads(Path(report).read_text())[0]["track"] == 0
+    folders = {p for p in workspace.path.glob("job-*") if p.is_dir()}
+    client.predict(handle_file(str(clip)), api_name="/upload")  # a new upload in this session: the last one's
+    assert len({p for p in workspace.path.glob("job-*") if p.is_dir()} & folders) == len(folders) - 1
     # the face's own strength 0: the preview's after is its before
     import numpy as np
     from PIL import Image

@@ -143,6 +143,8 @@ def test_cancel_stops_the_run_and_writes_nothing(workspace: Workspace) -> None:
     assert sorted(p.name for p in upload.path.parent.iterdir()) == ["clip.mp4"]  # no output, no temporary file
     out, report = session.restore(UiSettings(model="fvr-fast"))  # a new run is not cancelled
     assert report.frames == 12 and out.is_file()
+    session.close()
+    assert not upload.path.parent.exists() and workspace.path.exists()  # its own folder only
 
 
 def test_per_face_strength_table() -> None:

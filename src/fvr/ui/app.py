@@ -103,7 +103,9 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
     def fail(exc: BaseException) -> Exception:
         return gr.Error(_message(exc))  # one line in the page, never a traceback
 
-    def on_upload(path: str | None) -> tuple:
+    def on_upload(previous: UiSession | None, path: str | None) -> tuple:
+        if previous is not None:
+            previous.close()  # a new upload in this tab: the last one's files go
         if not path:
             return (None, "", None, gr.update(choices=[], value=[]), gr.update(maximum=1, value=0, interactive=False),
                     [])
@@ -191,7 +193,8 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
                               font_mono=["ui-monospace", "monospace"])
     with gr.Blocks(title="fvr — face video restoration", analytics_enabled=False) as app:
         app.fvr_theme = theme
-        session = gr.State(None)
+        # a tab's files go with it: when Gradio drops the tab's state (the tab closed), its job folder is deleted
+        session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
         gr.Markdown("## fvr — face video restoration\nUpload a video or a photo, choose the faces and settings, "
                     "preview a frame, then restore the whole file.")
         with gr.Row():
@@ -247,7 +250,8 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
                       concurrency_limit=1, concurrency_id="live", show_progress="hidden", api_name="live")
 
         values = [model, upscale, strength, coverage, stabiliser, background, faces, own, fidelity]
-        upload.upload(on_upload, [upload], [session, info, faces_gallery, faces, frame, own], api_name="upload")
+        upload.upload(on_upload, [session, upload], [session, info, faces_gallery, faces, frame, own],
+                      api_name="upload")
         preview_button.click(on_preview, [session, frame, *values], [slider, crops], api_name="preview")
         clip_button.click(on_clip, [session, frame, *values], [clip], api_name="preview_clip")
         job = run.click(on_restore, [session, *values], [result, summary, curves], api_name="restore")

@@ -202,6 +202,10 @@ class UiSession:
         self._restorers: dict[tuple, Restorer] = {}
         self._cancel = threading.Event()
 
+    def close(self) -> None:
+        """Delete this upload's job folder: the upload, its previews, results and reports."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def cancel(self) -> None:
         """Stop the run in progress at its next frame (from another thread); nothing is written."""
         self._cancel.set()
