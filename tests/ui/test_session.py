@@ -179,3 +179,16 @@ def test_fidelity_choice() -> None:
     assert fidelity_value(MODEL_FIDELITY) is None and fidelity_value(None) is None and fidelity_value("0.25") == 0.25
     with pytest.raises(ConfigError, match="fidelity"):
         fidelity_value("high")
+
+
+def test_without_gradio_the_app_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+    import tempfile
+
+    from fvr.ui.app import UiConfig, launch
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the ui extra were not installed
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the app's workspace would be made
+    with pytest.raises(ConfigError, match=r"pip install 'fvr\[ui\]'"):
+        launch(UiConfig(port=7999), block=False)
+    assert list(tmp_path.iterdir()) == []  # and it leaves no folder behind

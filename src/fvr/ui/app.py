@@ -267,7 +267,11 @@ def launch(config: UiConfig, on_ready: Callable[[str], None] | None = None, bloc
     server itself (refused before they are stored). The workspace is removed when the app closes."""
     workspace = Workspace()
     os.environ["GRADIO_TEMP_DIR"] = str(workspace.path)  # uploads land in the private folder
-    app = build_app(workspace, config.limits)
+    try:
+        app = build_app(workspace, config.limits)
+    except BaseException:
+        workspace.close()
+        raise
     try:
         try:
             _, url, _ = app.launch(server_name=config.host, server_port=config.port, auth=config.auth,
