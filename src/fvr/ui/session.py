@@ -185,6 +185,12 @@ class Preview:
 Progress = Callable[[str, int, int], None]
 
 
+def _sized_like(rgb: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``rgb`` (an input frame) at ``target``'s size (bicubic), for showing it beside the restored frame."""
+    h, w = target.shape[:2]
+    return rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
 class Cancelled(FvrError):
     """A run stopped by :meth:`UiSession.cancel`; its output was never written."""
 
@@ -248,9 +254,7 @@ class UiSession:
         restorer = self._restorer(config)
         with MediaSource(self.upload.path) as source:
             (frame, after), = list(restored_frames(source, tracks, restorer, config, index, index + 1, self.pts))
-        h, w = after.shape[:2]
-        before = frame.rgb if frame.rgb.shape[:2] == (h, w) else cv2.resize(frame.rgb, (w, h),
-                                                                              interpolation=cv2.INTER_CUBIC)
+        before = _sized_like(frame.rgb, after)
         up = config.upscale
         faces = []
         for a, b in zip(aligned_faces(frame.rgb, tracks, index, crop),
@@ -273,9 +277,7 @@ class UiSession:
         with MediaSource(self.upload.path) as source, \
                 VideoSink(path, info, (2 * w, h), EncodeOptions(crf=18, preset="veryfast"), copy_streams=[]) as sink:
             for frame, after in restored_frames(source, tracks, restorer, config, start, stop, self.pts):
-                before = frame.rgb if frame.rgb.shape[:2] == (h, w) else cv2.resize(frame.rgb, (w, h),
-                                                                                      interpolation=cv2.INTER_CUBIC)
-                sink.write(np.concatenate([before, after], axis=1), frame.pts)
+                sink.write(np.concatenate([_sized_like(frame.rgb, after), after], axis=1), frame.pts)
         return path
 
     def restore(self, settings: UiSettings, progress: Progress | None = None) -> tuple[Path, RestoreReport]:
