@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,metrics,realesrgan,batch,ui]"
+	$(BIN)/python -m pip install -q -e ".[test,metrics,realesrgan,batch,ui,provenance]"
 	touch $@
 
 demo: setup

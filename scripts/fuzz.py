@@ -247,7 +247,9 @@ def _check(code: int | None, text: str, lines: list[str], out: Path, out_dir: Pa
         return f"internal error: {text.strip()[:300]}"
     if code not in ALLOWED_CODES:
         return f"exit code {code} is not documented: {text.strip()[:300]}"
-    left = sorted(p.name for p in out_dir.iterdir() if p != out)
+    # a finished run writes its provenance record next to the output (docs/provenance.md)
+    record = f"{out.name}.fvr.json" if code == 0 else None
+    left = sorted(p.name for p in out_dir.iterdir() if p != out and p.name != record)
     if left:
         return f"left behind: {left}"
     if code == 0:

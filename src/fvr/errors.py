@@ -31,6 +31,13 @@ class ConfigError(FvrError):
     exit_code = 4
 
 
+class VerificationError(FvrError):
+    """A file's Content Credentials or provenance record do not hold: changed since signing, signed by a
+    certificate not trusted, or nothing to verify."""
+
+    exit_code = 5
+
+
 def add_note(exc: BaseException, note: str) -> None:
     """``exc.add_note(note)`` (Python 3.11), also on Python 3.10, where the notes list is set by hand."""
     notes = getattr(exc, "__notes__", None)

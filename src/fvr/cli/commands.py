@@ -14,17 +14,29 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from fvr.cli.app import app, err, out, require_ready, setup_logging
-from fvr.cli.options import COMPOSE, DETECTION, MODEL, RESTORE_GROUPS, analysis_config, restore_config, with_options
+from fvr.cli.options import (
+    COMPOSE,
+    DETECTION,
+    MODEL,
+    RESTORE_GROUPS,
+    SHARED_GROUPS,
+    analysis_config,
+    restore_config,
+    with_options,
+)
 from fvr.cli.progress import StageBars, batch_progress, summary_table
 
 
 @app.command()
 @with_options(*RESTORE_GROUPS)
 def restore(
-    input: Annotated[Path, typer.Argument(help="Video file, a photo (.png/.jpg), or a folder of PNG/JPEG frames.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov/.webm), an image for a "
-                                                               "photo (.png/.jpg), or a folder for PNG frames (an "
-                                                               "existing folder, or a name ending in /).")],
+    input: Annotated[Path | None, typer.Argument(help="Video file, a photo (.png/.jpg), or a folder of PNG/JPEG "
+                                                      "frames (with --from-record: default, the recorded input).",
+                                                 show_default=False)] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Output video (.mp4/.mkv/.mov/.webm), an "
+                                                                      "image for a photo (.png/.jpg), or a folder "
+                                                                      "for PNG frames (an existing folder, or a "
+                                                                      "name ending in /).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-y",
                                             help="Replace an existing output (default: refuse).")] = False,
     segment_frames: Annotated[int, typer.Option(min=1, help="Videos longer than this are restored in segments of "
@@ -36,27 +48,178 @@ def restore(
                                                                   "fresh worker process, then start another, so "
                                                                   "memory cannot creep over hours of video (0 = all "
                                                                   "in this process).")] = 1,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="Write the provenance record OUT.fvr.json "
+                                                                      "next to the output (docs/provenance.md).")]
+    = True,
+    record_identity: Annotated[int, typer.Option("--record-identity", min=0, help="The record measures each face's "
+                                                                                  "identity similarity to the input "
+                                                                                  "on every N-th frame of its track "
+                                                                                  "(1 = every frame, 0 = never; "
+                                                                                  "needs the metrics extra).")] = 10,
+    change_map: Annotated[Path | None, typer.Option("--change-map", help="Also write a video of where and how much "
+                                                                         "each frame was changed (black = "
+                                                                         "untouched).")] = None,
+    sign_cert: Annotated[Path | None, typer.Option("--sign-cert", help="Sign the output with C2PA Content "
+                                                                       "Credentials: the certificate chain (PEM; "
+                                                                       "`fvr keygen` makes a test one). With "
+                                                                       "--sign-key.")] = None,
+    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="The private key (PEM) of --sign-cert.")]
+    = None,
+    from_record: Annotated[Path | None, typer.Option("--from-record", help="Re-run the job an OUT.fvr.json "
+                                                                           "record describes (its input, settings "
+                                                                           "and model, checked by sha256); -o "
+                                                                           "defaults to the recorded output.")]
+    = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
     *,
     options: dict[str, Any],
 ) -> None:
-    """Restore every face of a video and write it with timing, audio and subtitles intact."""
-    from fvr.run.jobs import restore_video_job
+    """Restore every face of a video and write it with timing, audio and subtitles intact, and its provenance
+    record."""
+    from fvr.errors import ConfigError
+    from fvr.provenance.credentials import SigningKey
+    from fvr.provenance.restore import ProvenanceOptions, rerun_record, restore_with_provenance
 
     setup_logging(quiet)
-    config = restore_config(options)
+    if (sign_cert is None) != (sign_key is None):
+        raise ConfigError("signing needs both --sign-cert and --sign-key")
+    signing = SigningKey(sign_cert, sign_key) if sign_cert is not None and sign_key is not None else None
+    provenance = ProvenanceOptions(record=record, identity_every=record_identity, change_map=change_map,
+                                   signing=signing)
     with StageBars(err, enabled=not quiet and not as_json) as progress:
-        report = restore_video_job(input, output, config, segment_frames=segment_frames, resume=resume,
-                                   progress=progress, segments_per_process=segments_per_process,
-                                   overwrite=overwrite)
+        if from_record is not None:
+            _check_no_settings(options)
+            result = rerun_record(from_record, output, input=input, progress=progress, overwrite=overwrite,
+                                  options=provenance)
+        else:
+            if input is None or output is None:
+                raise ConfigError("fvr restore needs INPUT and -o OUTPUT (or --from-record RECORD)")
+            result = restore_with_provenance(input, output, restore_config(options), provenance,
+                                             segment_frames=segment_frames, resume=resume, progress=progress,
+                                             segments_per_process=segments_per_process, overwrite=overwrite)
+    report = result.report
     if as_json:
-        out.print_json(json.dumps({**asdict(report), "fps": report.fps}))
-    elif not quiet:
+        data = {k: v for k, v in asdict(report).items() if k != "changes"}
+        out.print_json(json.dumps({**data, "fps": report.fps, "record": str(result.record_path or ""),
+                                   "signed": result.signed, "reproduced": result.reproduced}))
+        return
+    if not quiet:
         err.print(
-            f"[green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height}, "
-            f"{report.tracks} face track(s), model {report.model}, {report.fps:.1f} fps overall"
-        )
+            f"[green]wrote[/] {escape(report.output)}: {report.frames} frames {report.width}x{report.height}, "
+            f"{report.tracks} face track(s), model {escape(report.model)}, {report.fps:.1f} fps overall"
+            + (", signed (C2PA)" if result.signed else ""), soft_wrap=True)
+        if result.record_path is not None:
+            err.print(f"record: {escape(str(result.record_path))}", soft_wrap=True, highlight=False)
+    if result.reproduced is not None:
+        if result.reproduced:
+            err.print("reproduced: the output has the recorded bytes (sha256 "
+                      f"{result.record['output'].get('sha256_unsigned') or result.record['output']['sha256']})",
+                      soft_wrap=True, highlight=False)
+        else:
+            err.print("[yellow]not reproduced[/]: the output's bytes differ from the recorded ones (another machine, "
+                      "device or library version?)", soft_wrap=True)
+
+
+def _check_no_settings(options: dict[str, Any]) -> None:
+    """--from-record takes every setting from the record: a restore setting given as well is a one-line error."""
+    from fvr.errors import ConfigError
+
+    defaults = {opt.name: opt.default for group in RESTORE_GROUPS for opt in group}
+    if given := [name for name, value in options.items() if value != defaults[name]]:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"--from-record takes its settings from the record; {flag} was given too")
+
+
+@app.command()
+def keygen(
+    folder: Annotated[Path, typer.Argument(help="Folder for cert.pem (the certificate chain) and key.pem (the "
+                                                "private key, readable by you only).")],
+    name: Annotated[str, typer.Option("--name", help="The signer's name in the certificate.")]
+    = "fvr local test signer",
+    days: Annotated[int, typer.Option("--days", min=1, help="Days the certificate stays valid.")] = 365,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y", help="Replace existing files.")] = False,
+) -> None:
+    """Make a local test certificate chain and key for signing outputs (--sign-cert/--sign-key); `fvr verify
+    --trust DIR/cert.pem` trusts it. Not for publishing: it is trusted by no one else."""
+    from fvr.provenance.credentials import keygen as make_keys
+
+    files = make_keys(folder, name=name, days=days, overwrite=overwrite)
+    out.print(f"wrote {escape(str(files.cert))} (certificate chain) and {escape(str(files.key))} (private key); "
+              f"sign with --sign-cert {escape(str(files.cert))} --sign-key {escape(str(files.key))}",
+              soft_wrap=True, highlight=False)
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="A restored file (video or photo).")],
+    trust: Annotated[list[Path] | None, typer.Option("--trust", help="A PEM certificate (chain) to trust as "
+                                                                     "signer, repeatable (fvr keygen's "
+                                                                     "cert.pem, or your organisation's CA).")]
+    = None,
+    record: Annotated[Path | None, typer.Option("--record", help="The record to check against (default: "
+                                                                 "FILE.fvr.json when present).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was found as JSON.")] = False,
+) -> None:
+    """Check a restored file's Content Credentials (signature, hash binding, trusted signer) and provenance record,
+    and print its history. Exits 5 when the file was changed, its signer is not trusted, or nothing can be
+    verified."""
+    from fvr.provenance.verify import verify_output
+
+    report = verify_output(file, trust or [], record)
+    if as_json:
+        creds = report.credentials
+        out.print_json(json.dumps({
+            "file": str(report.path), "ok": report.ok, "problems": report.problems, "notes": report.notes,
+            "credentials": asdict(creds) if creds is not None else None,
+            "record": str(report.record_file) if report.record_file else None,
+            "record_matches": report.record_matches, "embedded": report.embedded}, default=str))
+    else:
+        _print_history(report)
+    report.raise_for_problems()
+
+
+def _print_history(report: Any) -> None:
+    """The history a file's credentials and record tell, for a person."""
+    creds = report.credentials
+    if creds is not None and creds.state != "none":
+        out.print(f"[bold]Content Credentials[/]: {creds.state}; signed by {escape(str(creds.signer))}"
+                  + (f" at {creds.signed_at}" if creds.signed_at else ""), highlight=False, soft_wrap=True)
+        for ing in creds.ingredients:
+            out.print(f"  ingredient: {escape(str(ing.get('title')))} ({ing.get('relationship')}), sha256 "
+                      f"{ing.get('sha256')}", highlight=False, soft_wrap=True)
+        for action in creds.actions:
+            agent = action.get("softwareAgent") or {}
+            who = f" by {agent.get('name')} {agent.get('version', '')}".rstrip() if isinstance(agent, dict) and agent \
+                else ""
+            what = f": {action['description']}" if action.get("description") else ""
+            out.print(f"  action: {escape(str(action.get('action')))}{escape(who)}{escape(what)}", highlight=False,
+                      soft_wrap=True)
+            if action.get("digitalSourceType"):
+                out.print(f"    source type: {escape(str(action['digitalSourceType']))}", highlight=False,
+                          soft_wrap=True)
+    elif creds is not None:
+        out.print("Content Credentials: none", highlight=False)
+    data = report.record or report.embedded
+    if data is not None:
+        where = f"record {report.record_file}" if report.record is not None else "container tags"
+        model = data.get("model", {})
+        inp = data.get("input", {})
+        out.print(f"[bold]fvr {escape(str(data.get('fvr', {}).get('version')))}[/] ({escape(where)}): "
+                  f"{escape(str(inp.get('name')))} (sha256 {inp.get('sha256')}) restored with "
+                  f"{escape(str(model.get('reference')))}", highlight=False, soft_wrap=True)
+        for track in data.get("tracks", []):
+            ident = "" if track.get("identity_mean") is None else \
+                f", identity to input mean {track['identity_mean']:.3f} (lowest {track['identity_min']:.3f})"
+            out.print(f"  face {track['id']}: frames {track['first']}-{track['last']}, region {track['region']}, "
+                      f"change mean {track['change_mean']:.1f} max {track['change_max']}{ident}", highlight=False,
+                      soft_wrap=True)
+    if report.record_matches is not None:
+        out.print(f"record hash: {'matches' if report.record_matches else 'DIFFERS'}", highlight=False)
+    for note in report.notes:
+        out.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    if report.ok:
+        out.print("[green]verified[/]")
 
 
 @app.command()
@@ -360,7 +523,7 @@ def export(
 
 
 @app.command()
-@with_options(*RESTORE_GROUPS)
+@with_options(*SHARED_GROUPS)
 def batch(
     inputs: Annotated[list[Path], typer.Argument(help="Video files, and folders of videos (the video files directly "
                                                       "inside).")],

@@ -132,8 +132,21 @@ INPUT = (
 )
 """How the input is read."""
 
-RESTORE_GROUPS = (MODEL, COMPOSE, DETECTION, ENCODE, INPUT)
-"""Every setting of a restore run: what ``fvr restore`` and ``fvr batch`` share."""
+FORENSIC = (
+    _opt("forensic", bool, False, "--forensic", help="Fidelity first, for evidence and archives: non-generative "
+                                                     "models and classical backgrounds only, each face's strength "
+                                                     "lowered where its identity would drift from the input's "
+                                                     "(FaceNet, the metrics extra), the record always written."),
+    _opt("forensic_min_identity", float, 0.8, "--forensic-min-identity", min=0.0, max=1.0,
+         help="--forensic: lowest identity similarity of a restored face to its input face (cosine of FaceNet "
+              "embeddings)."),
+)
+"""Forensic mode (``fvr restore`` only: it always writes the provenance record)."""
+
+SHARED_GROUPS = (MODEL, COMPOSE, DETECTION, ENCODE, INPUT)
+"""The settings ``fvr restore`` and ``fvr batch`` share."""
+RESTORE_GROUPS = (*SHARED_GROUPS, FORENSIC)
+"""Every setting of a restore run."""
 
 
 def with_options(*groups: tuple[Opt, ...], defaults: Mapping[str, Any] | None = None
@@ -247,6 +260,7 @@ def restore_config(o: Mapping[str, Any]) -> RestoreConfig:
         mask_coverage=o["mask_coverage"], detector=analysis.detector, tracker=analysis.tracker,
         smoothing=analysis.smoothing,
         encode=EncodeOptions(codec=o["codec"], crf=o["crf"], preset=o["preset"], pix_fmt=o["pix_fmt"]),
-        sequence_fps=o["fps"], strict=o["strict"],
+        sequence_fps=o["fps"], strict=o["strict"], forensic=o["forensic"],
+        forensic_min_identity=o["forensic_min_identity"],
     )
     return config

@@ -24,6 +24,7 @@ class FacePaste:
     weight: this face's paste weight in [0, 1], multiplying ``strength`` (below 1 on the frames where its track
         fades in or out); 1 pastes it exactly as before weights existed.
     strength: this face's own strength in [0, 1], replacing the one :func:`paste_faces` is given; None: that one.
+    track: the face track it belongs to (for the figures a run records; -1: not known).
     """
 
     matrix: np.ndarray
@@ -31,6 +32,12 @@ class FacePaste:
     original: np.ndarray
     weight: float = 1.0
     strength: float | None = None
+    track: int = -1
+
+    def amount(self, strength: float) -> float:
+        """The fraction of the restored face pasted: its own strength (or the run's ``strength``) times its
+        weight."""
+        return (strength if self.strength is None else self.strength) * self.weight
 
     @property
     def scale(self) -> float:
@@ -67,6 +74,12 @@ def _roi(inv: np.ndarray, size: int, height: int, width: int) -> tuple[int, int,
     return int(x0), int(y0), int(x1), int(y1)
 
 
+def paste_box(face: FacePaste, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The frame region (x0, y0, x1, y1), clipped to a ``height`` x ``width`` frame, that pasting ``face`` can
+    change: the bounding box of its crop mapped back into the frame (None when it lies outside)."""
+    return _roi(cv2.invertAffineTransform(face.matrix), face.restored.shape[0], height, width)
+
+
 def paste_faces(
     frame: np.ndarray, faces: Sequence[FacePaste], mask: np.ndarray, *, strength: float = 1.0,
     color_match: bool = False,
@@ -89,8 +102,7 @@ def paste_faces(
         # The residual is weighted by the mask in crop space, before the warp (premultiplied alpha): the warp then
         # moves 3 channels instead of 4 and the frame-sized ROI needs no separate alpha pass.
         payload = np.subtract(restored, face.original, dtype=np.float32)
-        own = strength if face.strength is None else face.strength
-        payload *= (mask * np.float32(255.0 * float(own) * float(face.weight)))[..., None]  # in place: 4x faster
+        payload *= (mask * np.float32(255.0 * float(face.amount(strength))))[..., None]  # in place: 4x faster
         m = face.matrix.astype(np.float64).copy()
         m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # frame->crop for ROI-local pixel coordinates
         warped = cv2.warpAffine(

@@ -4,7 +4,7 @@ subtitle packets (PyAV), written atomically."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -40,18 +40,22 @@ def _other_packets(source: MediaSource) -> Iterator[tuple[Fraction, av.Packet]]:
         yield packet.dts * packet.time_base, packet
 
 
-def join_segments(paths: list[Path], source: MediaSource, output: Path) -> int:
-    """Mux the segments' video packets, in order and unchanged, with ``source``'s audio/subtitle packets into
-    ``output`` (atomic). Packets are interleaved by time, so memory stays bounded. Returns the frame count."""
+def join_segments(paths: list[Path], source: MediaSource, output: Path, *, other_streams: bool = True,
+                  metadata: Mapping[str, str] | None = None) -> int:
+    """Mux the segments' video packets, in order and unchanged, with ``source``'s audio/subtitle packets (unless
+    ``other_streams`` is False) into ``output`` (atomic), with the container tags ``metadata``. Packets are
+    interleaved by time, so memory stays bounded. Returns the frame count."""
     source.rewind()  # the copied streams' templates must come from the open container
     with av.open(str(paths[0])) as first:
         template = first.streams.video[0]
         sink = VideoSink(output, source.info, (template.width, template.height),
-                         copy_streams=source.copyable_streams, video_template=template)
+                         copy_streams=source.copyable_streams if other_streams else [], video_template=template,
+                         metadata=metadata)
     with sink:
+        others = _other_packets(source) if other_streams else iter(())
         # heapq.merge is stable: each stream keeps its order; at equal times video comes first
         merged = heapq.merge(((t, 0, p) for t, p in _video_packets(paths)),
-                             ((t, 1, p) for t, p in _other_packets(source)), key=lambda x: (x[0], x[1]))
+                             ((t, 1, p) for t, p in others), key=lambda x: (x[0], x[1]))
         for _, kind, packet in merged:
             if kind == 0:
                 sink.write_packet(packet)

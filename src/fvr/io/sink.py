@@ -16,6 +16,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -322,6 +323,7 @@ class VideoSink(_AtomicSink):
         copy_streams: list[av.stream.Stream] | None = None,
         video_template: av.VideoStream | None = None,
         container_options: dict[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ):
         self.path = Path(path)
         self._tmp = _temp_sibling(self.path, directory=False)
@@ -332,8 +334,12 @@ class VideoSink(_AtomicSink):
         # with a template, already encoded video packets are muxed (joining segments): no encoder is opened
         self._remux = video_template is not None
         try:
-            self._container = av.open(str(self._tmp), mode="w", format=_muxer_for(self.path),
-                                      options=container_options or {})
+            muxer = _muxer_for(self.path)
+            mux_options = dict(container_options or {})
+            if metadata and muxer in ("mp4", "mov"):  # MP4/MOV keep tags other than their few standard ones only so
+                mux_options["movflags"] = "+".join(filter(None, (mux_options.get("movflags"), "use_metadata_tags")))
+            self._container = av.open(str(self._tmp), mode="w", format=muxer, options=mux_options)
+            self._container.metadata.update(dict(metadata or {}))
             if video_template is not None:
                 self._video = self._container.add_stream_from_template(video_template)
                 self._time_base = video_template.time_base
@@ -370,6 +376,10 @@ class VideoSink(_AtomicSink):
                 codec_opts.setdefault("b", "0")  # constant quality: libvpx applies crf only without a bitrate
         if opts.preset and opts.codec in _PRESET_CODECS:
             codec_opts.setdefault("preset", str(opts.preset))
+        if opts.codec == "libx264":
+            # x264's macroblock-tree rate control made the bytes of identical frames differ from run to run here
+            # (4 encodes, 4 files); without it 8 of 8 were identical: a record's re-run must give the same file
+            codec_opts.setdefault("x264-params", "mbtree=0")
         rate = Fraction(info.fps).limit_denominator(100000) if info.fps else Fraction(25)
         stream = self._container.add_stream(opts.codec, rate=rate, options=codec_opts)
         if not isinstance(stream, av.VideoStream):  # the codec was checked to be a video encoder
@@ -549,11 +559,13 @@ def open_sink(
     size: tuple[int, int],
     options: EncodeOptions = EncodeOptions(),
     copy_streams: list[av.stream.Stream] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> VideoSink | SequenceSink | ImageSink:
-    """The sink :func:`output_kind` names: a video file, a single image, or a PNG-sequence folder."""
+    """The sink :func:`output_kind` names: a video file, a single image, or a PNG-sequence folder. ``metadata``:
+    container tags of a video file (images and sequences have no place for them)."""
     kind = output_kind(path)
     if kind == "video":
-        return VideoSink(path, info, size, options, copy_streams)
+        return VideoSink(path, info, size, options, copy_streams, metadata=metadata)
     if copy_streams:
         log.warning("a%s cannot hold audio or subtitles: %d stream(s) left out",
                     "n image" if kind == "image" else " PNG sequence", len(copy_streams))

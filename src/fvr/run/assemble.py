@@ -17,6 +17,7 @@ from fvr.io import Frame
 from fvr.models import Restorer
 from fvr.models.base import chw_clip
 from fvr.run.build import build_background
+from fvr.run.changes import ChangeRecorder, ForensicGuard, IdentityProbe
 from fvr.run.config import RestoreConfig
 
 
@@ -74,12 +75,13 @@ class FaceCrop:
     landmarks: np.ndarray  # (5, 2) crop pixels
     weight: float = 1.0  # paste weight (TrackFade)
     strength: float | None = None  # this track's own strength (RestoreConfig.face_strength); None: the run's
+    track: int = -1
 
 
 def face_crop(frame: int, face: AlignedFace, weight: float = 1.0, strength: float | None = None) -> FaceCrop:
     """An aligned face (uint8 crop) as the restorer's input: float32 in [0, 1]."""
     return FaceCrop(frame, face.crop.astype(np.float32) * (1.0 / 255.0), face.matrix, face.landmarks, weight,
-                    strength)
+                    strength, face.track)
 
 
 def compose_frame(background: np.ndarray, pastes: list[FacePaste], mask: np.ndarray,
@@ -143,7 +145,7 @@ class TrackRunner:
             item = self.pending[k]
             restored = np.ascontiguousarray(out[offset + k].transpose(1, 2, 0))
             results.append((item.frame, FacePaste(item.matrix, restored, item.crop, weight=item.weight,
-                                                  strength=item.strength)))
+                                                  strength=item.strength, track=item.track)))
         self.history.extend(self.pending[:keep])
         self.pending = self.pending[keep:]
         return results
@@ -163,13 +165,20 @@ class FrameAssembler:
     model declares), pasted back onto the up-sampled frame; finished frames out, in order.
 
     tracks: smoothed and selected (:class:`FaceTracks`). background: the up-sampler of the frame (None: built from
-    ``config`` on its device, :func:`fvr.run.build.build_background`). Frames wait in a short queue (at most
+    ``config`` on its device, :func:`fvr.run.build.build_background`). recorder: measures every finished frame for
+    the provenance record (:class:`fvr.run.changes.ChangeRecorder`). With ``config.forensic`` each frame's faces
+    pass the :class:`~fvr.run.changes.ForensicGuard` before they are pasted. Frames wait in a short queue (at most
     ``chunk + future`` frames) until all their faces are restored.
     """
 
     def __init__(self, tracks: FaceTracks, restorer: Restorer, config: RestoreConfig,
-                 background: Background | None = None):
+                 background: Background | None = None, recorder: ChangeRecorder | None = None):
         self.tracks = tracks
+        self.recorder = recorder
+        self.guard = None
+        if config.forensic:
+            probe = recorder.probe if recorder is not None and recorder.probe is not None else IdentityProbe()
+            self.guard = ForensicGuard(probe, config.forensic_min_identity, config.strength)
         self.restorer = restorer
         self.config = config
         self.size = restorer.spec.crop_size
@@ -212,10 +221,12 @@ class FrameAssembler:
     def _ready(self) -> Iterator[tuple[Frame, np.ndarray]]:
         while self.queue and len(self.queue[0].pastes) >= self.queue[0].expected:
             w = self.queue.popleft()
-            if w.pastes:
-                rgb = compose_frame(w.background, w.pastes, self.mask, self.config)
-            else:
-                rgb = w.background
+            pastes, identity = w.pastes, None
+            if pastes and self.guard is not None:
+                pastes, identity = self.guard.apply(pastes)
+            rgb = compose_frame(w.background, pastes, self.mask, self.config) if pastes else w.background
+            if self.recorder is not None:
+                self.recorder.observe(w.frame, w.background, rgb, pastes, identity)
             yield w.frame, rgb
 
 

@@ -4,13 +4,17 @@ config that ``fvr restore``, ``fvr batch``, segmented jobs, the benchmark and th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 from fvr.compose.mask import DEFAULT_COVERAGE
 from fvr.errors import ConfigError, check_range
 from fvr.faces import DetectorConfig, FaceTracks, SmoothingConfig, TrackerConfig
 from fvr.faces.analyse import AnalysisConfig
 from fvr.io import EncodeOptions
+
+if TYPE_CHECKING:
+    from fvr.run.changes import ChangeLog
 
 ProgressCallback = Callable[[str, int, int], None]
 """progress(stage, done, total): stage is "analyse" or "restore"; total is an estimate (0 when unknown)."""
@@ -50,6 +54,10 @@ class RestoreConfig:
     sequence_fps: frame rate assumed for image-sequence inputs.
     strict: refuse input with any decode error (corrupt packets, missing frames) instead of restoring what the
         decoder concealed, with a warning.
+    forensic: fidelity first, for evidence and archives: only non-generative restorers and classical backgrounds
+        are accepted (:func:`check_forensic`), and every restored face is checked against its input face's
+        identity (FaceNet, the metrics extra): where the similarity would fall below ``forensic_min_identity``
+        the face's strength is lowered in steps until it does not (0 keeps the input face).
     """
 
     model: str | None = None
@@ -73,6 +81,8 @@ class RestoreConfig:
     chunk: int | None = None
     sequence_fps: float | None = None
     strict: bool = False
+    forensic: bool = False
+    forensic_min_identity: float = 0.8
 
     def __post_init__(self) -> None:
         self.validate()
@@ -94,6 +104,7 @@ class RestoreConfig:
         check_range("mask coverage", self.mask_coverage, 0.25, 2.0)
         if self.device not in DEVICE_CHOICES:
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        check_range("forensic minimum identity", self.forensic_min_identity, 0.0, 1.0)
 
     def check_tracks(self, tracks: FaceTracks) -> None:
         """ConfigError (one line) when ``face_strength`` names a track ``tracks`` does not have."""
@@ -105,6 +116,46 @@ class RestoreConfig:
     def analysis(self) -> AnalysisConfig:
         """How the run finds, follows and steadies faces."""
         return AnalysisConfig(self.detector, self.tracker, self.smoothing)
+
+
+def config_to_dict(config: RestoreConfig) -> dict[str, Any]:
+    """Every setting of ``config`` as JSON-able values (nested configs as dicts, per-face strengths keyed by the
+    track ID as a string); :func:`config_from_dict` reads it back to an equal config."""
+    data = asdict(config)
+    data["face_strength"] = {str(k): v for k, v in config.face_strength.items()}
+    data["model_options"] = dict(config.model_options)
+    data["stabilise_options"] = dict(config.stabilise_options)
+    return data
+
+
+_NESTED = {"detector": DetectorConfig, "tracker": TrackerConfig, "smoothing": SmoothingConfig,
+           "encode": EncodeOptions}
+
+
+def config_from_dict(data: Mapping[str, Any]) -> RestoreConfig:
+    """The config :func:`config_to_dict` wrote (validated). A setting this version does not know is a one-line
+    ConfigError (a record written by a newer fvr must not be re-run with settings silently dropped); a setting
+    missing keeps its default."""
+    known = {f.name for f in fields(RestoreConfig)}
+    if unknown := sorted(set(data) - known):
+        raise ConfigError(f"unknown restore setting {unknown[0]!r} (written by another fvr version?)")
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in _NESTED:
+            sub = _NESTED[name]
+            sub_known = {f.name for f in fields(sub)}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"the {name} settings must be a mapping, got {value!r}")
+            if bad := sorted(set(value) - sub_known):
+                raise ConfigError(f"unknown {name} setting {bad[0]!r} (written by another fvr version?)")
+            value = sub(**value)
+        elif name == "face_strength":
+            try:
+                value = {int(k): float(v) for k, v in dict(value).items()}
+            except (TypeError, ValueError):
+                raise ConfigError(f"face_strength must map track IDs to strengths, got {value!r}") from None
+        values[name] = value
+    return RestoreConfig(**values)
 
 
 @dataclass
@@ -123,6 +174,7 @@ class RestoreReport:
     seconds_analyse: float
     seconds_restore: float
     warnings: list[str] = field(default_factory=list)
+    changes: ChangeLog | None = field(default=None, repr=False)  # what was measured, when a record was asked for
 
     @property
     def fps(self) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -165,6 +165,7 @@ def restore_frames_video(
     encode: EncodeOptions = DEFAULT_ENCODE,
     sequence_fps: Fraction | float | None = None,
     progress: ProgressCallback | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> FrameRestoreReport:
     """Restore a whole video (or PNG-sequence folder) with a frame model and write it atomically.
 
@@ -174,7 +175,8 @@ def restore_frames_video(
     upscale: integer output scale (bicubic up-sampling before the network, as the network was trained).
     chunk / overlap: frames emitted per network call / context frames read on each side and not emitted.
     tile / tile_overlap: optional spatial tile side and context, in output pixels (None = whole frames).
-    The output keeps every input frame with its timestamp; audio and subtitles are copied.
+    The output keeps every input frame with its timestamp; audio and subtitles are copied. metadata: container
+    tags of a video output.
     """
     check_options(upscale, chunk, overlap, tile)
     out_path = check_output_path(output, input)
@@ -184,7 +186,7 @@ def restore_frames_video(
         info = source.info
         size = (info.width * upscale, info.height * upscale)
         total, written = info.num_frames, 0
-        with open_sink(out_path, info, size, encode, source.copyable_streams) as sink:
+        with open_sink(out_path, info, size, encode, source.copyable_streams, metadata=metadata) as sink:
 
             def video_frames() -> Iterator[Frame]:
                 for item in source.media(copy_streams=True):

@@ -33,7 +33,8 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -44,12 +45,13 @@ import numpy as np
 from fvr.errors import ConfigError, FvrError, InputError, OutputError, add_note, reason
 from fvr.faces import FaceTracks, smooth_tracks
 from fvr.faces.store import load_tracks, save_tracks
-from fvr.io import Frame, MediaSource, check_output_path, is_sequence_path
+from fvr.io import EncodeOptions, Frame, MediaSource, check_output_path, is_sequence_path
 from fvr.io.remux import join_segments
 from fvr.io.sink import VideoSink
 from fvr.models import ModelRegistry, Restorer, builtin_registry
 from fvr.run.assemble import FrameAssembler
 from fvr.run.build import build_restorer
+from fvr.run.changes import ChangeLog, ChangeRecorder, RecordOptions, make_recorder
 from fvr.run.config import ProgressCallback, RestoreConfig, RestoreReport
 from fvr.run.pipeline import FirstPass, analyse_video, input_warnings
 from fvr.signals import Interrupted
@@ -104,6 +106,8 @@ def settings_key(config: RestoreConfig, segment_frames: int) -> str:
     settings = asdict(config)
     if not settings["face_strength"]:  # added later, changes nothing when empty: jobs started before still resume
         del settings["face_strength"]
+    if not config.forensic:  # likewise: off, the forensic settings change nothing
+        del settings["forensic"], settings["forensic_min_identity"]
     data = {"config": settings, "segment_frames": segment_frames}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -239,15 +243,17 @@ def analyse_job(source: MediaSource, config: RestoreConfig, progress: ProgressCa
 
 
 def restored_frames(source: MediaSource, tracks: FaceTracks, restorer: Restorer, config: RestoreConfig,
-                    start: int, stop: int, pts: np.ndarray | None = None) -> Iterator[tuple[Frame, np.ndarray]]:
+                    start: int, stop: int, pts: np.ndarray | None = None,
+                    recorder: ChangeRecorder | None = None) -> Iterator[tuple[Frame, np.ndarray]]:
     """Frames [start, stop) of ``source`` restored: (the input frame, the output (H·u, W·u, 3) uint8 RGB), in
     order, reading the restorer's declared past/future context around them. ``tracks``: smoothed and selected (the
     whole video's, or a cut of them covering the context). ``pts``: every frame's timestamp (from the analysis
-    pass), to seek instead of decoding from the first frame. A segment of a job and the UI's preview both come
+    pass), to seek instead of decoding from the first frame. ``recorder`` measures the frames (give it the window
+    [start, stop): the context frames around it are restored too). A segment of a job and the UI's preview both come
     from here, so a preview shows exactly what the full run writes on those frames."""
     lo = max(0, start - restorer.spec.past)
     hi = stop + restorer.spec.future
-    state = FrameAssembler(tracks, restorer, config)
+    state = FrameAssembler(tracks, restorer, config, recorder=recorder)
     source.rewind()
     frames = source.frames_from(lo, pts) if pts is not None else source.frames()
     for frame in frames:
@@ -261,22 +267,46 @@ def restored_frames(source: MediaSource, tracks: FaceTracks, restorer: Restorer,
 
 def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restorer: Restorer,
                     config: RestoreConfig, segment: Segment, pts: np.ndarray | None = None,
-                    on_frame: Callable[[int], None] | None = None) -> int:
+                    on_frame: Callable[[int], None] | None = None, record: RecordOptions | None = None) -> int:
     """Restore frames [segment.start, segment.stop) of ``source`` (:func:`restored_frames`) into the video-only
     file ``path`` (atomic). ``on_frame(k)`` is called after the segment's k-th frame is written. Returns the number
-    of frames written."""
+    of frames written. ``record``: also measure the segment's frames into :func:`segment_changes` and, when it
+    names a change map, write the segment's map to :func:`segment_map` (both in place before the segment's video
+    is: a segment whose video exists is complete)."""
     info = source.info
     size = (info.width * config.upscale, info.height * config.upscale)
     # mp4 stores every packet's dts (the join needs them); keep the input's time base exactly
     tb = info.time_base
     options = {"video_track_timescale": str(tb.denominator)} if tb.numerator == 1 else {}
-    with VideoSink(path, info, size, config.encode, copy_streams=[], container_options=options) as sink:
-        for frame, rgb in restored_frames(source, tracks, restorer, config, segment.start, segment.stop, pts):
+    with ExitStack() as stack:
+        # entered last, committed first: the map is in place before the segment's video
+        sink = stack.enter_context(VideoSink(path, info, size, config.encode, copy_streams=[],
+                                             container_options=options))
+        map_sink = None
+        if record is not None and record.change_map is not None:
+            map_sink = stack.enter_context(VideoSink(segment_map(path), info, size, EncodeOptions(),
+                                                     copy_streams=[], container_options=options))
+        recorder = None if record is None else make_recorder(config, record, tracks, map_sink,
+                                                             (segment.start, segment.stop))
+        for frame, rgb in restored_frames(source, tracks, restorer, config, segment.start, segment.stop, pts,
+                                          recorder):
             sink.write(rgb, frame.pts)
             if on_frame is not None:
                 on_frame(sink.frames_written)
         written = sink.frames_written
+        if recorder is not None:
+            recorder.log.save(segment_changes(path))
     return written
+
+
+def segment_changes(path: Path) -> Path:
+    """Where the figures measured on a segment (its video at ``path``) wait for the join."""
+    return path.with_name(path.stem + ".changes.npz")
+
+
+def segment_map(path: Path) -> Path:
+    """Where a segment's change map waits for the join."""
+    return path.with_name(path.stem + ".map.mp4")
 
 
 # --------------------------------------------------------------------------------------------------- the job
@@ -293,6 +323,8 @@ def restore_video_job(
     progress: ProgressCallback | None = None,
     segments_per_process: int = 0,
     overwrite: bool = True,
+    record: RecordOptions | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> RestoreReport:
     """``fvr restore`` for videos of any length: segmented and resumable (see the module docstring).
 
@@ -309,6 +341,9 @@ def restore_video_job(
 
     overwrite: False refuses an existing output (OutputError) before any work; ``resume`` implies it (the job
     being resumed owns its output).
+
+    record, metadata: as :func:`fvr.run.pipeline.restore_video` (a segmented job measures each segment and joins
+    the figures and the change-map segments with the video).
     """
     config.validate()
     in_path = Path(input)
@@ -320,8 +355,9 @@ def restore_video_job(
             frames = _frame_estimate(in_path, config)
             if frames is None or frames > segment_frames or (resume and job_dir(out_path).is_dir()):
                 return _restore_in_children(in_path, out_path, config, segment_frames, resume, progress,
-                                            segments_per_process)
-        report = restore_job(in_path, out_path, config, segment_frames, resume, registry, progress, None)
+                                            segments_per_process, record, metadata)
+        report = restore_job(in_path, out_path, config, segment_frames, resume, registry, progress, None, record,
+                             metadata)
     except (Interrupted, KeyboardInterrupt) as exc:
         if job_dir(out_path).is_dir():
             add_note(exc, f"finished segments are kept in {job_dir(out_path)}: run the same command with "
@@ -332,8 +368,9 @@ def restore_video_job(
 
 
 def restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_frames: int, resume: bool,
-                 registry: ModelRegistry | None, progress: ProgressCallback | None,
-                 max_segments: int | None) -> RestoreReport | None:
+                registry: ModelRegistry | None, progress: ProgressCallback | None,
+                max_segments: int | None, record: RecordOptions | None = None,
+                metadata: Mapping[str, str] | None = None) -> RestoreReport | None:
     """The job in this process; with ``max_segments``, stops after restoring that many unfinished segments and
     returns None while segments remain (the job folder keeps the progress)."""
     from fvr.run.pipeline import restore_video
@@ -348,7 +385,8 @@ def restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_fr
     if single:
         # a folder output keeps its trailing separator: "frames.v2/" is a folder, "frames.v2" an unknown suffix
         target = f"{out_path}{os.sep}" if is_sequence_path(out_path) else out_path
-        return restore_video(in_path, target, config, registry=registry, restorer=restorer, progress=progress)
+        return restore_video(in_path, target, config, registry=registry, restorer=restorer, progress=progress,
+                             record=record, metadata=metadata)
 
     t0 = time.perf_counter()
     analysed: list[bool] = []
@@ -370,17 +408,23 @@ def restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_fr
         total = job.meta.num_frames
         budget = max_segments
         for segment in job.segments:
-            if not job.done(segment):
+            if not job.done(segment) or not _measured(job, segment, record):
                 if budget is not None and budget <= 0:
                     return None
                 on_frame = None if progress is None else partial(_restored, progress, done, total)
                 restore_segment(source, job.segment_path(segment), job.segment_tracks(segment), restorer, config,
-                                segment, pts, on_frame=on_frame)
+                                segment, pts, on_frame=on_frame, record=record)
                 budget = None if budget is None else budget - 1
             done += segment.stop - segment.start
             if progress is not None:
                 progress("restore", done, total)
-        frames = join_segments([job.segment_path(s) for s in job.segments], source, out_path)
+        paths = [job.segment_path(s) for s in job.segments]
+        changes = None
+        if record is not None:
+            if record.change_map is not None:
+                join_segments([segment_map(p) for p in paths], source, record.change_map, other_streams=False)
+            changes = ChangeLog.merge(ChangeLog.load(segment_changes(p)) for p in paths)
+        frames = join_segments(paths, source, out_path, metadata=metadata)
         info = source.info
     shutil.rmtree(job.folder, ignore_errors=True)
     t2 = time.perf_counter()
@@ -391,8 +435,17 @@ def restore_job(in_path: Path, out_path: Path, config: RestoreConfig, segment_fr
         input=str(in_path), output=str(out_path), model=restorer.spec.name, frames=frames,
         width=info.width * config.upscale, height=info.height * config.upscale, tracks=counts["tracks"],
         face_frames=counts["face_frames"], scene_cuts=counts["scene_cuts"],
-        seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings,
+        seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings, changes=changes,
     )
+
+
+def _measured(job: Job, segment: Segment, record: RecordOptions | None) -> bool:
+    """Whether a done segment also has what ``record`` asks for (a job begun without a record or a change map and
+    resumed with one restores its done segments again)."""
+    if record is None:
+        return True
+    path = job.segment_path(segment)
+    return segment_changes(path).is_file() and (record.change_map is None or segment_map(path).is_file())
 
 
 def _restored(progress: ProgressCallback, base: int, total: int, k: int) -> None:
@@ -439,7 +492,8 @@ _PROGRESS_EVERY = 0.2  # seconds between progress messages from a child
 
 
 def _job_child(queue: Any, input: str, output: str, config: RestoreConfig, segment_frames: int, resume: bool,
-               max_segments: int, log_level: int = logging.WARNING) -> None:
+               max_segments: int, log_level: int = logging.WARNING, record: RecordOptions | None = None,
+               metadata: Mapping[str, str] | None = None) -> None:
     """Child process entry: run (part of) the job and report to the parent through ``queue``. ``log_level``:
     the parent's (a spawned interpreter starts without logging set up: ``-q`` must hold here too)."""
     logging.basicConfig(level=log_level, format="%(message)s")
@@ -457,7 +511,7 @@ def _job_child(queue: Any, input: str, output: str, config: RestoreConfig, segme
         # the parent stops a child with SIGTERM: unwind, so that the segment being written leaves no temp file
         with signals_raise():
             report = restore_job(Path(input), Path(output), config, segment_frames, resume, None, progress,
-                                  max_segments)
+                                 max_segments, record, metadata)
         queue.put(("done", report))
     except FvrError as exc:
         queue.put(("error", type(exc).__name__, str(exc)))
@@ -466,7 +520,9 @@ def _job_child(queue: Any, input: str, output: str, config: RestoreConfig, segme
 
 
 def _restore_in_children(in_path: Path, out_path: Path, config: RestoreConfig, segment_frames: int, resume: bool,
-                         progress: ProgressCallback | None, segments_per_process: int) -> RestoreReport:
+                         progress: ProgressCallback | None, segments_per_process: int,
+                         record: RecordOptions | None = None,
+                         metadata: Mapping[str, str] | None = None) -> RestoreReport:
     """Run the job as a chain of spawned children (see :func:`restore_video_job`) until one of them finishes it."""
     import multiprocessing
     import queue as queues
@@ -477,7 +533,8 @@ def _restore_in_children(in_path: Path, out_path: Path, config: RestoreConfig, s
         channel = ctx.Queue()
         child = ctx.Process(target=_job_child, daemon=True, name="fvr-segments",
                             args=(channel, str(in_path), str(out_path), config, segment_frames, resume,
-                                  segments_per_process, logging.getLogger().getEffectiveLevel()))
+                                  segments_per_process, logging.getLogger().getEffectiveLevel(), record,
+                                  dict(metadata or {})))
         child.start()
         finished = False
         try:

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from fvr.errors import ConfigError
 from fvr.faces import DetectorConfig, FaceTracks, TrackerConfig, smooth_tracks
 from fvr.faces.analyse import AnalysisConfig, analyse_faces
-from fvr.io import Frame, MediaSource, VideoInfo, check_output_path, open_sink
-from fvr.io.sink import VIDEO_SUFFIXES
+from fvr.io import EncodeOptions, Frame, MediaSource, VideoInfo, check_output_path, open_sink, output_kind
+from fvr.io.sink import VIDEO_SUFFIXES, ImageSink, SequenceSink, VideoSink
 from fvr.models import FrameRestorer, ModelRegistry, Restorer, as_frame_restorer, builtin_registry
 from fvr.run.assemble import CHUNK, FrameAssembler
 from fvr.run.build import build_restorer
+from fvr.run.changes import ChangeLog, RecordOptions, make_recorder
 from fvr.run.config import ProgressCallback, RestoreConfig, RestoreReport
 
 log = logging.getLogger(__name__)
@@ -107,13 +110,16 @@ def restore_video(
     tracks: FaceTracks | None = None,
     progress: ProgressCallback | None = None,
     overwrite: bool = True,
+    record: RecordOptions | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> RestoreReport:
     """Restore every (selected) face of a video or PNG-sequence folder and write the result atomically.
 
     input: a video file or a folder of images. output: a video file (by suffix: .mp4, .mkv, .mov, ...) or a folder
     for a PNG sequence. ``restorer`` overrides ``config.model`` with an already built model; ``tracks`` (raw tracks
     from :func:`analyse_source` on the same input) skips the analysis pass. ``overwrite=False`` refuses an existing
-    output before any work.
+    output before any work. ``record``: measure what the restore changed (the report's ``changes``) and write the
+    change map it names. ``metadata``: container tags of a video output (see :class:`fvr.io.VideoSink`).
     Raises :class:`fvr.errors.FvrError` subclasses with one-line messages for every user-fixable problem.
     """
     config.validate()
@@ -122,7 +128,10 @@ def restore_video(
     if restorer is None:
         restorer = build_restorer(config, registry)
     if (frame_restorer := as_frame_restorer(restorer)) is not None:
-        return _restore_whole_frames(input, out_path, frame_restorer, config, progress)
+        if record is not None and record.change_map is not None:
+            raise ConfigError(f"{restorer.spec.name} restores whole frames: every pixel is the network's, so there "
+                              f"is no change map of pasted faces")
+        return _restore_whole_frames(input, out_path, frame_restorer, config, progress, metadata)
     warnings: list[str] = []
 
     with MediaSource(input, sequence_fps=config.sequence_fps, strict=config.strict) as source:
@@ -145,7 +154,8 @@ def restore_video(
                 f"no track matches --faces {config.faces}: the output is the input re-encoded"
             log.warning(msg)
             warnings.append(msg)
-        frames = _restore_pass(source, info, out_path, selected, restorer, config, progress, raw_tracks.num_frames)
+        frames = _restore_pass(source, info, out_path, selected, restorer, config, progress, raw_tracks.num_frames,
+                               record, metadata)
         if tracks is not None:  # no analysis pass here: the restore pass was the first to decode
             warnings.extend(decode_warnings(source))
         t2 = time.perf_counter()
@@ -154,7 +164,7 @@ def restore_video(
         input=str(input), output=str(out_path), model=restorer.spec.name, frames=frames.count,
         width=info.width * config.upscale, height=info.height * config.upscale, tracks=len(selected.tracks),
         face_frames=frames.face_frames, scene_cuts=len(raw_tracks.scene_cuts),
-        seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings,
+        seconds_analyse=t1 - t0, seconds_restore=t2 - t1, warnings=warnings, changes=frames.changes,
     )
 
 
@@ -163,7 +173,8 @@ FRAME_TILE = 512
 
 
 def _restore_whole_frames(input: str | Path, out_path: Path, restorer: FrameRestorer, config: RestoreConfig,
-                          progress: ProgressCallback | None) -> RestoreReport:
+                          progress: ProgressCallback | None, metadata: Mapping[str, str] | None = None
+                          ) -> RestoreReport:
     """A whole-frame model (generic video restoration, e.g. ``basicvsr``): no face analysis; every frame, up-sampled
     by ``config.upscale``, goes through the network in overlapping chunks (its declared context) and tiles."""
     from fvr.run.framewise import restore_frames_video
@@ -171,7 +182,8 @@ def _restore_whole_frames(input: str | Path, out_path: Path, restorer: FrameRest
     report = restore_frames_video(input, out_path, restorer.frame_network(), upscale=config.upscale,
                                   chunk=config.chunk or CHUNK,
                                   overlap=max(restorer.spec.past, restorer.spec.future), tile=FRAME_TILE,
-                                  encode=config.encode, sequence_fps=config.sequence_fps, progress=progress)
+                                  encode=config.encode, sequence_fps=config.sequence_fps, progress=progress,
+                                  metadata=metadata)
     return RestoreReport(
         input=str(input), output=report.output, model=restorer.spec.name, frames=report.frames,
         width=report.width, height=report.height, tracks=0, face_frames=0, scene_cuts=0,
@@ -183,27 +195,51 @@ def _restore_whole_frames(input: str | Path, out_path: Path, restorer: FrameRest
 class _PassResult:
     count: int
     face_frames: int
+    changes: ChangeLog | None = None
+
+
+def open_change_map(path: Path, info: VideoInfo, size: tuple[int, int]) -> VideoSink:
+    """The change map's video (video only, the output's size and timestamps; a video suffix is required)."""
+    if output_kind(path) != "video":
+        raise ConfigError(f"the change map must be a video file (.mp4, .mkv, ...), got {path}")
+    return VideoSink(path, info, size, EncodeOptions())
 
 
 def _restore_pass(
     source: MediaSource, info: VideoInfo, out_path: Path, tracks: FaceTracks, restorer: Restorer,
-    config: RestoreConfig, progress: ProgressCallback | None, total: int,
+    config: RestoreConfig, progress: ProgressCallback | None, total: int, record: RecordOptions | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> _PassResult:
     source.rewind()
     size = (info.width * config.upscale, info.height * config.upscale)
-    state = FrameAssembler(tracks, restorer, config)
+    with ExitStack() as stack:
+        # the map is entered first: it is committed after the output, and both go when either fails
+        map_sink = None
+        if record is not None and record.change_map is not None:
+            map_sink = stack.enter_context(open_change_map(record.change_map, info, size))
+        recorder = make_recorder(config, record, tracks, map_sink) if record is not None else None
+        sink: VideoSink | SequenceSink | ImageSink = open_sink(out_path, info, size, config.encode,
+                                                               source.copyable_streams, metadata=metadata)
+        stack.enter_context(sink)
+        result = _write_frames(source, sink, FrameAssembler(tracks, restorer, config, recorder=recorder), progress,
+                               total)
+    return replace(result, changes=recorder.log if recorder is not None else None)
+
+
+def _write_frames(source: MediaSource, sink: VideoSink | SequenceSink | ImageSink, state: FrameAssembler,
+                  progress: ProgressCallback | None, total: int) -> _PassResult:
+    """Every frame of ``source`` through ``state`` into ``sink``, the other streams' packets copied."""
     count = 0
-    with open_sink(out_path, info, size, config.encode, source.copyable_streams) as sink:
-        for item in source.media(copy_streams=True):
-            if not isinstance(item, Frame):
-                sink.copy_packet(item)
-                continue
-            for frame, rgb in state.push(item):
-                sink.write(rgb, frame.pts)
-                count += 1
-                if progress is not None:
-                    progress("restore", count, total)
-        for frame, rgb in state.finish():
+    for item in source.media(copy_streams=True):
+        if not isinstance(item, Frame):
+            sink.copy_packet(item)
+            continue
+        for frame, rgb in state.push(item):
             sink.write(rgb, frame.pts)
             count += 1
+            if progress is not None:
+                progress("restore", count, total)
+    for frame, rgb in state.finish():
+        sink.write(rgb, frame.pts)
+        count += 1
     return _PassResult(count, state.face_frames)
