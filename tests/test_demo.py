@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -46,3 +47,5 @@ def test_cli_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "face bicubic" in out and "restored" in out
     assert (tmp_path / "d" / "demo_comparison.png").is_file()
+    record = json.loads((tmp_path / "d" / "demo_restored.mp4.fvr.json").read_text())  # its provenance record
+    assert record["output"]["name"] == "demo_restored.mp4" and record["settings"]["model"] == "classical"

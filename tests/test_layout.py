@@ -142,7 +142,8 @@ LAYERS = {
     "fvr.metrics": {"fvr.faces", "fvr.models", "fvr.flow", "fvr.compose"},
     "fvr.run": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.signals", "fvr.synthetic", "fvr.metrics"},
     "fvr.provenance": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.run", "fvr.metrics"},
-    "fvr.ui": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.run", "fvr.inspect", "fvr.metrics"},
+    "fvr.ui": {"fvr.io", "fvr.faces", "fvr.models", "fvr.compose", "fvr.run", "fvr.inspect", "fvr.metrics",
+               "fvr.provenance"},
 }
 
 

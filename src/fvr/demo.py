@@ -20,6 +20,7 @@ import numpy as np
 
 from fvr.faces import DetectorConfig, make_detector
 from fvr.io import EncodeOptions, MediaSource, VideoInfo, open_sink
+from fvr.provenance.restore import begin_record, build_record, finish_record
 from fvr.run.config import ProgressCallback, RestoreConfig, RestoreReport
 from fvr.run.pipeline import restore_video
 from fvr.synthetic import degrade_frame, moving_face_frames
@@ -76,7 +77,10 @@ def run_demo(
 
     config = replace(config or RestoreConfig(), upscale=scale)
     restored_path = out / "demo_restored.mp4"
-    report = restore_video(lq_path, restored_path, config, progress=progress)
+    begun = begin_record(lq_path, restored_path, config)  # the demo's output has its record, as every output
+    report = restore_video(lq_path, restored_path, config, progress=progress, record=begun.options,
+                           metadata=begun.metadata)
+    finish_record(build_record(begun, report, restored_path), restored_path, begun.started)
 
     info = VideoInfo(path="demo", width=size, height=size, fps=fps, time_base=1 / fps, num_frames=frames,
                      duration=frames / 25.0)

@@ -520,9 +520,9 @@ def test_batch_and_info_accept_the_shared_options() -> None:
     --strength, --mask-coverage, ...); `fvr info` every face-analysis setting, on which its track IDs depend."""
     own_restore = {"input", "-o", "--output", "-y", "--overwrite", "--segment-frames", "--resume",
                    "--segments-per-process", "-q", "--quiet", "--json", "--help",
-                   # provenance (docs/provenance.md) is fvr restore's: batch writes no records yet
-                   "--record", "--no-record", "--record-identity", "--change-map", "--sign-cert", "--sign-key",
-                   "--from-record", "--forensic", "--forensic-min-identity"}
+                   # signing, change maps, forensic mode and re-runs are fvr restore's (docs/provenance.md)
+                   "--change-map", "--change-map-scale", "--sign-cert", "--sign-key", "--from-record", "--forensic",
+                   "--forensic-min-identity"}
     restore = _flags("restore")
     assert {"--background", "--model-opt", "--detector", "--strength", "--mask-coverage"} <= restore
     assert restore - own_restore <= _flags("batch")

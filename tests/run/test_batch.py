@@ -8,6 +8,7 @@ lossless encoding makes "the same restored frames" exactly checkable in the deco
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -22,6 +23,7 @@ from rich.console import Console
 from fvr.cli.progress import batch_progress, summary_table
 from fvr.errors import ConfigError, InputError
 from fvr.io import EncodeOptions
+from fvr.provenance.record import load_record, record_path
 from fvr.run.batch import BatchProgress, collect_videos, output_path, run_batch
 from fvr.run.config import RestoreConfig
 from fvr.run.jobs import job_dir, restore_video_job
@@ -217,6 +219,12 @@ def test_cli_batch(cluster: None, clips: Path, tmp_path: Path, capsys: pytest.Ca
     saved = json.loads((out / "batch-summary.json").read_text())
     assert printed["totals"] == saved["totals"] and saved["totals"]["done"] == 1 and saved["totals"]["videos"] == 2
     assert read_frames(out / "a.mp4")[0].shape == (SEGMENT, 160, 160, 3)
+    # each output has its provenance record, as fvr restore writes it; the failed one none
+    record = load_record(record_path(out / "a.mp4"))
+    assert record["output"]["sha256"] == hashlib.sha256((out / "a.mp4").read_bytes()).hexdigest()
+    assert record["input"]["sha256"] == hashlib.sha256((clips / "a.mp4").read_bytes()).hexdigest()
+    assert record["output"]["frames"] == SEGMENT and record["settings"]["model"] == "classical"
+    assert not record_path(out / "broken.mp4").exists()
 
     # resumed with only the video that worked: it is kept as it is (no Ray needed), and the exit code is 0
     before = (out / "a.mp4").stat().st_mtime_ns

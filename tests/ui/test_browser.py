@@ -94,6 +94,8 @@ def test_upload_select_preview_restore_download_in_chromium(served, clip: Path, 
         link.wait_for(timeout=120_000)
         page.wait_for_function("document.querySelector('#fvr-summary').innerText.includes('Restored')")
         page.wait_for_selector("#fvr-quality img", timeout=60_000)
+        # the provenance record is offered with the result (Gradio breaks the name before its suffix)
+        assert "talk-restored.mp4.fvr" in page.inner_text("#fvr-result")
         _shot(page, tmp_path, "4-restored")
         with page.expect_download() as download:
             link.click()
@@ -129,10 +131,11 @@ def test_api_upload_preview_restore_with_gradio_client(served, clip: Path) -> No
     clip = clip["video"] if isinstance(clip, dict) else clip
     frames = read_frames(Path(clip))[0]
     assert frames.shape == (7, 256, 512, 3)  # frames 5-11 (2 s would be 50), input | restored
-    (video, report), summary, curves = client.predict(*settings, api_name="/restore")
+    (video, report, record), summary, curves = client.predict(*settings, api_name="/restore")
     assert "Restored **12** frame(s)" in summary and len(read_frames(Path(video))[0]) == 12
     assert "face 0: identity kept" in summary and Path(curves).is_file()
     assert json.loads(Path(report).read_text())[0]["track"] == 0
+    assert json.loads(Path(record).read_text())["format"] == "fvr-provenance-1"
     folders = {p for p in workspace.path.glob("job-*") if p.is_dir()}
     client.predict(handle_file(str(clip)), api_name="/upload")  # a new upload in this session: the last one's
     assert len({p for p in workspace.path.glob("job-*") if p.is_dir()} & folders) == len(folders) - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from fvr.errors import ConfigError, InputError
 from fvr.models import builtin_registry
+from fvr.provenance.record import load_record, record_path
 from fvr.ui.session import UiLimits, UiSession, UiSettings, Workspace, accept_upload, safe_name
 from media import face_clip, read_frames, read_packets, write_video
 
@@ -76,6 +78,9 @@ def test_preview_is_the_full_runs_frame_and_selection_holds(workspace: Workspace
     settings = UiSettings(model="fvr-fast", upscale=2, faces=(0,))
     out, report = session.restore(settings)
     assert report.frames == 12 and report.tracks == 1 and out.parent == upload.path.parent
+    record = load_record(record_path(out))  # the web app's outputs carry their provenance record too
+    assert record["output"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert record["settings"]["upscale"] == 2 and record["tracks"][0]["frames"] == 12
     assert len(read_packets(out, "audio")) > 0  # the audio is kept, as fvr restore keeps it
     frames = read_frames(out)[0]
     preview = session.preview(7, settings)

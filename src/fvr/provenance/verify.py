@@ -6,6 +6,7 @@ settings made it).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,7 +75,11 @@ def verify_output(path: str | Path, trust: Sequence[str | Path] = (), record: st
         raise InputError(f"{p} does not exist")
     report = VerifyReport(p)
     if p.is_file() and signable(p):
-        report.credentials = verify_file(p, trust)
+        if importlib.util.find_spec("c2pa") is None:
+            report.notes.append("Content Credentials not checked: the provenance extra is not installed "
+                                "(pip install 'fvr[provenance]')")
+        else:
+            report.credentials = verify_file(p, trust)
     report.embedded = embedded_record(p) if p.is_file() else None
     sidecar = Path(record) if record is not None else record_path(p)
     if record is not None or sidecar.exists():
@@ -94,7 +99,8 @@ def verify_output(path: str | Path, trust: Sequence[str | Path] = (), record: st
             report.problems.insert(0, f"its Content Credentials are intact, but their signer {creds.signer} is not "
                                       f"trusted: pass the signer's certificate with --trust CERT.pem")
     elif report.record is None:
-        report.problems.append("it has no Content Credentials and no fvr record (PATH.fvr.json): nothing to verify")
+        what = "no fvr record" if report.notes else "no Content Credentials and no fvr record (PATH.fvr.json)"
+        report.problems.append(f"it has {what}: nothing to verify")
     elif report.record_matches:
         report.notes.append("unsigned: the record's hash matches, but a record can be rewritten with the file; "
                             "sign outputs (--sign-cert/--sign-key) for tamper evidence")

@@ -36,12 +36,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fvr.errors import ConfigError, FvrError, InputError, OutputError, reason
 from fvr.io.sink import VIDEO_SUFFIXES
 from fvr.models import builtin_registry
 from fvr.run.build import build_restorer
+from fvr.run.changes import ChangeLog, RecordOptions
 from fvr.run.config import RestoreConfig
 from fvr.run.jobs import DEFAULT_SEGMENT_FRAMES, Job, Segment, job_dir, settings_key
 
@@ -54,6 +55,20 @@ ACTOR_START_TIMEOUT_S = 300.0
 
 
 # --------------------------------------------------------------------------------------------------- results
+
+
+class VideoHook(Protocol):
+    """What a batch tells about each video for its provenance record (the run layer measures; the layer above
+    writes): ``record``, what every segment measures; ``begin(input, output)``, called on the driver before the
+    video is written, returns its container tags; ``finish(result, changes, tracks, face_frames, scene_cuts)``,
+    called when it is."""
+
+    record: RecordOptions
+
+    def begin(self, input: Path, output: Path) -> dict[str, str] | None: ...
+
+    def finish(self, result: VideoResult, changes: ChangeLog | None, tracks: int, face_frames: int,
+               scene_cuts: int) -> None: ...
 
 
 @dataclass
@@ -259,6 +274,8 @@ class VideoPlan:
     done: tuple[bool, ...]
     tracks: int
     warnings: tuple[str, ...]
+    face_frames: int = 0
+    scene_cuts: int = 0
 
 
 def analyse_task(input: str, output: str, config: RestoreConfig, segment_frames: int, resume: bool,
@@ -284,22 +301,26 @@ def analyse_task(input: str, output: str, config: RestoreConfig, segment_frames:
         raise
     segments = tuple(job.segments)
     return VideoPlan(str(folder), fps, job.meta.num_frames, segments, tuple(job.done(s) for s in segments),
-                     counts["tracks"], job.meta.warnings)
+                     counts["tracks"], job.meta.warnings, counts["face_frames"], counts["scene_cuts"])
 
 
 def join_task(input: str, output: str, folder: str, segments: tuple[Segment, ...], sequence_fps: float | None,
-              threads: int) -> int:
-    """The join task: mux the finished segments with the input's audio/subtitles into ``output`` (atomic), then
-    remove the job folder. Returns the frame count."""
+              threads: int, record: bool = False, metadata: dict[str, str] | None = None
+              ) -> tuple[int, ChangeLog | None]:
+    """The join task: mux the finished segments with the input's audio/subtitles into ``output`` (atomic, with the
+    container tags ``metadata``), then remove the job folder. Returns the frame count and, with ``record``, the
+    segments' measured figures joined."""
     from fvr.io import MediaSource
     from fvr.io.remux import join_segments
+    from fvr.run.jobs import segment_changes
 
     _set_threads(threads)
     paths = [Path(folder) / s.name for s in segments]
+    changes = ChangeLog.merge(ChangeLog.load(segment_changes(p)) for p in paths) if record else None
     with MediaSource(input, sequence_fps=sequence_fps) as source:
-        frames = join_segments(paths, source, Path(output))
+        frames = join_segments(paths, source, Path(output), metadata=metadata)
     shutil.rmtree(folder, ignore_errors=True)
-    return frames
+    return frames, changes
 
 
 @dataclass(frozen=True)
@@ -312,12 +333,13 @@ class _BuildOnWorker:
 class SegmentWorker:
     """A Ray actor (see :func:`run_batch`): keeps one restorer for its whole life and restores segments with it."""
 
-    def __init__(self, restorer: Any, config: RestoreConfig):
+    def __init__(self, restorer: Any, config: RestoreConfig, record: RecordOptions | None = None):
         # ``restorer`` arrives resolved: Ray fetches the ObjectRef given at construction from the object store
         if isinstance(restorer, _BuildOnWorker):
             restorer = build_restorer(restorer.config, builtin_registry())
         self.restorer = restorer
         self.config = config
+        self.record = record  # what each segment measures for the videos' provenance records (None: nothing)
         self._job: tuple[str, Job, Any] | None = None  # (job folder, job, frame pts): the last video's, since a
         # video's segments often follow one another on the same actor
 
@@ -346,15 +368,16 @@ class SegmentWorker:
         tracks = job.segment_tracks(seg)  # its own cut only (prepared by the analysis task)
         with MediaSource(input, sequence_fps=self.config.sequence_fps) as source:
             # pts: the analysis pass's frame timestamps, so that the segment seeks to its keyframe
-            frames = restore_segment(source, Path(folder) / seg.name, tracks, self.restorer, self.config, seg, pts)
+            frames = restore_segment(source, Path(folder) / seg.name, tracks, self.restorer, self.config, seg, pts,
+                                     record=self.record)
         return frames, time.perf_counter() - t0
 
-    def restore_whole(self, input: str, output: str) -> tuple[int, float]:
+    def restore_whole(self, input: str, output: str, metadata: dict[str, str] | None = None) -> tuple[int, float]:
         """A whole-frame model (no faces, no segments): the whole video in one call, as ``fvr restore`` does."""
         from fvr.run.pipeline import restore_video
 
         t0 = time.perf_counter()
-        report = restore_video(input, output, self.config, restorer=self.restorer)
+        report = restore_video(input, output, self.config, restorer=self.restorer, metadata=metadata)
         return report.frames, time.perf_counter() - t0
 
 
@@ -426,13 +449,14 @@ class WorkerPool:
     """The actors. The restorer (built once by the driver) is put in the object store once; every actor gets its
     ObjectRef at construction, so each node fetches the weights once and each actor deserialises them once."""
 
-    def __init__(self, ray: Any, restorer: Any, config: RestoreConfig, workers: int, threads: int | None):
+    def __init__(self, ray: Any, restorer: Any, config: RestoreConfig, workers: int, threads: int | None,
+                 record: RecordOptions | None = None):
         from fvr.models.registry import resolve_device
 
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if workers > cpus:
             raise ConfigError(f"the Ray cluster has {cpus} CPU(s): --workers must be at most {cpus}")
-        self.ray, self.config = ray, config
+        self.ray, self.config, self.record = ray, config, record
         try:
             self.payload = ray.put(restorer)
         except Exception as exc:
@@ -442,7 +466,7 @@ class WorkerPool:
         # one logical CPU each, spread over the nodes; no automatic restart: a dead actor is replaced by respawn()
         self.actor_class = ray.remote(SegmentWorker).options(num_cpus=1, num_gpus=1 if gpu else 0,
                                                              scheduling_strategy="SPREAD")
-        actors = [self.actor_class.remote(self.payload, config) for _ in range(workers)]
+        actors = [self.actor_class.remote(self.payload, config, record) for _ in range(workers)]
         placed = self._describe(actors)
         per_node: dict[str, int] = {}
         for node, _ in placed:
@@ -461,7 +485,7 @@ class WorkerPool:
 
     def respawn(self, slot: _Slot) -> bool:
         """Replace the dead actor of ``slot`` (killed for memory, crashed). False when a new one does not start."""
-        actor = self.actor_class.remote(self.payload, self.config)
+        actor = self.actor_class.remote(self.payload, self.config, self.record)
         try:
             (slot.node, _), = self._describe([actor])
             self.ray.get(actor.set_threads.remote(slot.threads))
@@ -515,8 +539,9 @@ class _Scheduler:
 
     def __init__(self, ray: Any, pool: WorkerPool, videos: list[_Video], config: RestoreConfig,
                  segment_frames: int, resume: bool, on_change: Callable[[], None], on_video_end: Callable[[], None],
-                 context: tuple[int, int], segments_per_worker: int = 0):
+                 context: tuple[int, int], segments_per_worker: int = 0, hook: VideoHook | None = None):
         self.ray = ray
+        self.hook = hook  # the provenance records of finished videos (None: none)
         self.segments_per_worker = segments_per_worker  # recycle an actor after this many segments (0: never)
         self.context = context  # the restorer's (past, future) frames: each segment's face tracks are cut with it
         self.pool = pool
@@ -584,7 +609,7 @@ class _Scheduler:
                 r.input, r.output, self.config, self.segment_frames, self.resume, slot.threads, self.context)
         if kind == "whole":
             video.state = "restoring"
-            return slot.actor.restore_whole.remote(r.input, r.output)
+            return slot.actor.restore_whole.remote(r.input, r.output, self._metadata(video))
         plan = video.plan
         assert plan is not None  # segments and joins come after the analysis
         if kind == "segment":
@@ -593,7 +618,19 @@ class _Scheduler:
             return slot.actor.restore.remote(r.input, plan.folder, segment, plan.fps)
         video.state = "joining"
         return self.join.options(scheduling_strategy=self._affinity(slot)).remote(
-            r.input, r.output, plan.folder, plan.segments, self.config.sequence_fps, slot.threads)
+            r.input, r.output, plan.folder, plan.segments, self.config.sequence_fps, slot.threads,
+            self.hook is not None, self._metadata(video))
+
+    def _metadata(self, video: _Video) -> dict[str, str] | None:
+        """The container tags of a video's output (the hook begins its record here: the input is hashed on the
+        driver while the workers go on)."""
+        if self.hook is None:
+            return None
+        try:
+            return self.hook.begin(Path(video.result.input), Path(video.result.output))
+        except FvrError as exc:
+            log.warning("%s: no provenance record: %s", video.result.input, exc)
+            return None
 
     # -- results ---------------------------------------------------------------------------------------------
 
@@ -620,8 +657,8 @@ class _Scheduler:
         elif kind == "segment":
             video.segments_done += 1
             video.frames_done = min(video.frames, video.frames_done + value[0])
-        else:  # join or whole
-            self._finish(video, value if kind == "join" else value[0])
+        else:  # join: (frames, changes); whole: (frames, seconds)
+            self._finish(video, value[0], value[1] if kind == "join" else None)
 
     def _analysed(self, video: _Video, plan: VideoPlan) -> None:
         video.plan = plan
@@ -637,12 +674,19 @@ class _Scheduler:
         video.pending = [s for s, done in zip(plan.segments, plan.done) if not done]
         video.state = "restoring"
 
-    def _finish(self, video: _Video, frames: int) -> None:
+    def _finish(self, video: _Video, frames: int, changes: ChangeLog | None) -> None:
         video.state = "done"
         video.frames_done = frames
         video.result.status, video.result.frames = "done", frames
         video.result.segments = video.result.segments or 1
         video.result.seconds = time.perf_counter() - video.started
+        if self.hook is not None:
+            plan = video.plan
+            try:
+                self.hook.finish(video.result, changes, plan.tracks if plan else 0, plan.face_frames if plan else 0,
+                                 plan.scene_cuts if plan else 0)
+            except FvrError as exc:
+                video.result.warnings.append(f"no provenance record: {exc}")
         self.on_video_end()
 
     def _fail(self, video: _Video, error: str) -> None:
@@ -706,6 +750,7 @@ def run_batch(
     threads: int | None = None,
     progress: BatchProgressCallback | None = None,
     segments_per_worker: int = 0,
+    hook: VideoHook | None = None,
 ) -> BatchSummary:
     """Restore every video of ``inputs`` (files, and folders of videos) into ``out_dir`` on Ray.
 
@@ -719,6 +764,9 @@ def run_batch(
     segments_per_worker: N > 0 replaces an actor by a fresh process after it restored N segments, so that no
         process handles more than N segments' frames (the heap of a long-lived process grows with the frames it
         handled, docs/bench/memory.md); 0 keeps every actor for the whole batch.
+    hook: the provenance records (:class:`VideoHook`, e.g. :class:`fvr.provenance.restore.BatchRecords`): the
+        workers measure each segment with ``hook.record``, the driver calls ``hook.begin`` before a video's join
+        (its container tags) and ``hook.finish`` when it is written.
 
     Problems of the whole batch (no inputs, an unknown model, Ray missing or unreachable) raise
     :class:`fvr.errors.FvrError`; a failing video is only marked "failed" in the returned summary.
@@ -750,19 +798,19 @@ def run_batch(
     changed()
     if any(v.state == "waiting" for v in videos):  # else all were finished before (resume) or refused: no Ray
         _run_on_ray(ray, ray_address, restorer, config, videos, summary, out_dir, threads, resume, changed,
-                    segments_per_worker)
+                    segments_per_worker, hook)
     _write_summary(summary, out_dir)
     return summary
 
 
 def _run_on_ray(ray: Any, ray_address: str | None, restorer: Any, config: RestoreConfig, videos: list[_Video],
                 summary: BatchSummary, out_dir: Path, threads: int | None, resume: bool,
-                changed: Callable[[], None], segments_per_worker: int = 0) -> None:
+                changed: Callable[[], None], segments_per_worker: int = 0, hook: VideoHook | None = None) -> None:
     """Start (or connect to) the cluster and the actors, run every video, fill in ``summary``'s timings."""
     t0 = time.perf_counter()
     cluster = _Cluster(ray, ray_address, summary.workers)
     try:
-        pool = WorkerPool(ray, restorer, config, summary.workers, threads)
+        pool = WorkerPool(ray, restorer, config, summary.workers, threads, hook.record if hook else None)
         summary.threads = [s.threads for s in pool.slots]
         t1 = time.perf_counter()
         summary.startup_seconds = t1 - t0
@@ -774,7 +822,7 @@ def _run_on_ray(ray: Any, ray_address: str | None, restorer: Any, config: Restor
         try:
             _Scheduler(ray, pool, videos, config, summary.segment_frames, resume, changed, video_ended,
                        context=(restorer.spec.past, restorer.spec.future),
-                       segments_per_worker=segments_per_worker).run()
+                       segments_per_worker=segments_per_worker, hook=hook).run()
         finally:
             pool.close()
         summary.seconds = time.perf_counter() - t1

@@ -20,8 +20,8 @@ import numpy as np
 
 from fvr.compose import FacePaste, change_magnitude, change_map
 from fvr.compose.background import BACKGROUNDS, Background, classical_background
-from fvr.compose.change import box_change, face_boxes
-from fvr.errors import ConfigError
+from fvr.compose.change import CHANGE_MAP_FULL, box_change, face_boxes
+from fvr.errors import ConfigError, check_range
 from fvr.io import Frame
 
 if TYPE_CHECKING:
@@ -213,14 +213,17 @@ class RecordOptions:
         track's first frame; 1 = every frame, 0 = never). FaceNet costs about 35 ms a face on 2 CPU cores, twice
         per measured face. Forensic runs measure every face they paste whatever this says.
     change_map: also write the change map video there (video only, the output's size and timestamps).
+    change_map_full: the change (grey levels) drawn at full heat in the map (:func:`fvr.compose.change.change_map`).
     """
 
     identity_every: int = 10
     change_map: Path | None = None
+    change_map_full: int = CHANGE_MAP_FULL
 
     def __post_init__(self) -> None:
         if self.identity_every < 0:
             raise ConfigError(f"the identity sampling must be >= 0 frames, got {self.identity_every}")
+        check_range("change map scale", self.change_map_full, 1, 255, integer=True)
 
 
 class ChangeRecorder:
@@ -230,8 +233,10 @@ class ChangeRecorder:
 
     def __init__(self, strength: float, background: str, upscale: int, identity_every: int = 10,
                  probe: IdentityProbe | None = None, map_sink: Any = None,
-                 track_starts: dict[int, int] | None = None, window: tuple[int, int] | None = None):
+                 track_starts: dict[int, int] | None = None, window: tuple[int, int] | None = None,
+                 map_full: int = CHANGE_MAP_FULL):
         self.log = ChangeLog()
+        self.map_full = map_full
         self.window = window
         self.strength = strength
         self.reference = reference_background(background, upscale)
@@ -267,7 +272,7 @@ class ChangeRecorder:
                 sim = math.nan
             self.log.add(paste.track, frame.index, box, mean, peak, sim, amount)
         if self.map_sink is not None:
-            self.map_sink.write(change_map(magnitude), frame.pts)
+            self.map_sink.write(change_map(magnitude, self.map_full), frame.pts)
 
 
 def make_recorder(config: RestoreConfig, record: RecordOptions, tracks: FaceTracks,
@@ -279,4 +284,4 @@ def make_recorder(config: RestoreConfig, record: RecordOptions, tracks: FaceTrac
     probe = IdentityProbe() if wants and (config.forensic or IdentityProbe.is_available()) else None
     return ChangeRecorder(config.strength, config.background, config.upscale,
                           1 if config.forensic else record.identity_every, probe, map_sink,
-                          {t.id: t.extent[0] for t in tracks.tracks}, window)
+                          {t.id: t.extent[0] for t in tracks.tracks}, window, record.change_map_full)

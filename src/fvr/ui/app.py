@@ -17,6 +17,7 @@ import numpy as np
 
 from fvr.errors import ConfigError, FvrError
 from fvr.models import ModelRegistry, builtin_registry
+from fvr.provenance.record import record_path
 from fvr.ui.session import MB, LiveView, Preview, UiLimits, UiSession, UiSettings, Workspace, accept_upload
 
 STABILISERS = {"model's default": None, "flow (offline)": "flow", "flow-causal": "flow-causal"}
@@ -178,7 +179,9 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
                         f"{t['identity_min']:.3f}), flicker {t['flicker_mean']:.2f}")
         if rep.warnings:
             summary += "  \n" + "  \n".join(f"⚠ {w}" for w in rep.warnings)
-        return [str(out), str(data)], summary, str(plot) if plot else None
+        record = record_path(out)
+        files = [str(out), str(data), *([str(record)] if record.exists() else [])]
+        return files, summary, str(plot) if plot else None
 
     def on_live(view: LiveView | None, rgb: np.ndarray | None) -> tuple:
         if rgb is None:
@@ -231,7 +234,8 @@ def build_app(workspace: Workspace, limits: UiLimits = UiLimits(), registry: Mod
         with gr.Row():
             run = gr.Button("Restore the whole file", variant="primary", elem_id="fvr-run")
             cancel = gr.Button("Cancel", elem_id="fvr-cancel")
-        result = gr.File(label="Result and its quality report", file_count="multiple", elem_id="fvr-result")
+        result = gr.File(label="Result, its quality report and its provenance record", file_count="multiple",
+                         elem_id="fvr-result")
         summary = gr.Markdown(elem_id="fvr-summary")
         curves = gr.Image(label="Quality per face: identity kept and flicker, frame by frame", interactive=False,
                           elem_id="fvr-quality", buttons=["download", "fullscreen"])

@@ -28,6 +28,7 @@ from fvr.faces.analyse import aligned_faces
 from fvr.inspect import sampled_crops
 from fvr.io import EncodeOptions, Frame, MediaSource, VideoInfo, VideoSink
 from fvr.models import ModelRegistry, Restorer
+from fvr.provenance.restore import begin_record, build_record, finish_record
 from fvr.run.build import build_restorer
 from fvr.run.config import RestoreConfig, RestoreReport
 from fvr.run.jobs import analyse_job, restored_frames, selected_tracks
@@ -282,7 +283,8 @@ class UiSession:
 
     def restore(self, settings: UiSettings, progress: Progress | None = None) -> tuple[Path, RestoreReport]:
         """The whole file restored into the job folder (``NAME-restored.SUFFIX``; a photo stays a photo, a video
-        keeps its audio, subtitles and timing as ``fvr restore`` does)."""
+        keeps its audio, subtitles and timing as ``fvr restore`` does), with its provenance record beside it
+        (``NAME-restored.SUFFIX.fvr.json``, :func:`fvr.provenance.record.record_path`)."""
         config = settings.restore_config()
         self._tracks(config)  # a selection the video does not have fails here, before any work
         stem, suffix = self.upload.path.stem, self.upload.path.suffix.lower()
@@ -295,8 +297,10 @@ class UiSession:
             if progress is not None:
                 progress(stage, done, total)
 
+        begun = begin_record(self.upload.path, out, config)
         report = restore_video(self.upload.path, out, config, restorer=self._restorer(config), tracks=self.raw,
-                               progress=step)
+                               progress=step, record=begun.options, metadata=begun.metadata)
+        finish_record(build_record(begun, report, out), out, begun.started)
         return out, report
 
     def quality(self, output: Path, settings: UiSettings) -> tuple[Path, Path | None, list[dict]]:
