@@ -588,3 +588,16 @@ def test_face_strength_option_grammar() -> None:
     for bad in ("0", "a=0.5", "0=x", "0=0.5,0=0.7", "0:0.5"):
         with pytest.raises(ConfigError, match="--face-strength"):
             parse_face_strength(bad)
+
+
+def test_encoder_option_grammar() -> None:
+    from fvr.cli.options import encoder_options, restore_config
+    from fvr.errors import ConfigError
+
+    assert encoder_options(None) == {}
+    assert encoder_options(["x264-params=mbtree=1:aq-mode=2", " tune = film "]) == {
+        "x264-params": "mbtree=1:aq-mode=2", "tune": "film"}  # the value keeps its own "="
+    assert restore_config({"encoder_opt": ["tune=film"]}).encode.extra == {"tune": "film"}
+    for bad in ("tune", "=film", "tune="):
+        with pytest.raises(ConfigError, match="--encoder-opt"):
+            encoder_options([bad])

@@ -313,3 +313,23 @@ def test_passes_ending_out_of_order_put_the_log_level_back(tmp_path: Path) -> No
         assert av.logging.get_level() == av.logging.ERROR  # b still captures
         assert sum(1 for _ in pb) == 8
     assert av.logging.get_level() == before
+
+
+def _x264_settings(path: Path) -> str:
+    """The settings x264 writes into its first packet (an SEI text: "... mbtree=0 ...")."""
+    first = read_packets(path, "video")[0][1]
+    start = first.find(b"x264 - core")
+    return first[start:first.find(b"\x00", start)].decode("ascii", "replace")
+
+
+def test_x264_encodes_repeatably_unless_told_otherwise(tmp_path: Path) -> None:
+    """fvr turns x264's macroblock tree off (its bytes depended on thread timing: docs/provenance.md); an
+    ``x264-params`` of the user's replaces that choice."""
+    frames = face_clip(6, 64)
+    with MediaSource(write_video(tmp_path / "in.mp4", frames)) as src:
+        info = src.info
+    for name, extra, expected in (("a.mp4", {}, "mbtree=0"), ("b.mp4", {"x264-params": "mbtree=1"}, "mbtree=1")):
+        with open_sink(tmp_path / name, info, (64, 64), EncodeOptions(extra=extra)) as sink:
+            for i, frame in enumerate(frames):
+                sink.write(frame, i)
+        assert expected in _x264_settings(tmp_path / name)

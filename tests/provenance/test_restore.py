@@ -111,6 +111,10 @@ def test_signed_output_verifies_and_one_changed_byte_fails(signed: Path, keys: P
     assert main(["verify", str(signed), "--trust", str(keys / "cert.pem")]) == 0
     shown = capsys.readouterr().out
     assert "trusted" in shown and "c2pa.edited by fvr" in shown and "compositeWithTrainedAlgorithmicMedia" in shown
+    assert main(["verify", str(signed), "--trust", str(keys / "cert.pem"), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["ok"] and found["credentials"]["state"] == "trusted" and found["record_matches"]
+    assert found["credentials"]["ingredients"][0]["sha256"] == found["embedded"]["input"]["sha256"]
     assert main(["verify", str(signed)]) == 5  # intact, but the signer is trusted by nobody
     assert "not trusted" in capsys.readouterr().err
     tampered = tmp_path / "out.mp4"

@@ -119,6 +119,10 @@ ENCODE = (
     _opt("preset", str, "medium", "--preset", help="Encoder preset (ultrafast ... veryslow)."),
     _opt("codec", str | None, None, "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, "
                                                     "... Default: libx264 (libvpx-vp9 for .webm)."),
+    _opt("encoder_opt", list[str] | None, None, "--encoder-opt",
+         help="KEY=VALUE for the video encoder, repeatable (FFmpeg names, e.g. tune=film; "
+              "x264-params=mbtree=1 gives smaller x264 files whose bytes may differ between runs, "
+              "docs/provenance.md)."),
     _opt("pix_fmt", str | None, None, "--pix-fmt", help="Default: yuv420p, which every player decodes (odd sizes are "
                                                         "padded by one edge pixel; yuv444p keeps them exact), or "
                                                         "yuv420p10le for 10-bit input where the codec has it."),
@@ -205,6 +209,17 @@ def model_options(pairs: list[str] | None, crop_size: int | None = None,
     return options
 
 
+def encoder_options(pairs: list[str] | None) -> dict[str, str]:
+    """--encoder-opt KEY=VALUE pairs -> the encoder's options (the value may hold "=": x264-params=a=1:b=2)."""
+    options: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--encoder-opt wants KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
 def parse_face_strength(text: str | None) -> dict[int, float]:
     """``--face-strength`` "ID=S,ID=S" -> {track ID: strength}; ConfigError (one line) for anything else."""
     out: dict[int, float] = {}
@@ -259,7 +274,8 @@ def restore_config(o: Mapping[str, Any]) -> RestoreConfig:
         fade_frames=o["fade_frames"], color_match=o["color_match"], feather=o["feather"],
         mask_coverage=o["mask_coverage"], detector=analysis.detector, tracker=analysis.tracker,
         smoothing=analysis.smoothing,
-        encode=EncodeOptions(codec=o["codec"], crf=o["crf"], preset=o["preset"], pix_fmt=o["pix_fmt"]),
+        encode=EncodeOptions(codec=o["codec"], crf=o["crf"], preset=o["preset"], pix_fmt=o["pix_fmt"],
+                             extra=encoder_options(o["encoder_opt"])),
         sequence_fps=o["fps"], strict=o["strict"], forensic=o["forensic"],
         forensic_min_identity=o["forensic_min_identity"],
     )

@@ -55,6 +55,9 @@ class EncodeOptions:
     preset: encoder speed/size trade-off (x264/x265 names: ultrafast ... veryslow).
     pix_fmt: None picks yuv420p, which every player decodes (odd frame sizes are then padded by one edge pixel
         row/column), or the 10-bit yuv420p10le for 10-bit input when the codec has it.
+    extra: further encoder options by FFmpeg name (``tune``, ``x264-params``, ...). libx264 gets
+        ``x264-params=mbtree=0`` unless ``x264-params`` is given here: its macroblock tree made the bytes of the same
+        frames differ from run to run (docs/provenance.md).
     """
 
     codec: str | None = None
