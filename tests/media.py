@@ -92,3 +92,17 @@ def read_frames(path: Path) -> tuple[np.ndarray, list[float]]:
             frames.append(fr.rgb)
             times.append(float(fr.pts * src.info.time_base))
     return np.stack(frames), times
+
+
+_FVR_WITH_SIGINT = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                    "from fvr.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def fvr_command(*args: str) -> list[str]:
+    """The command line of `fvr ARGS` in a child process with SIGINT at its default: a test run as a script's
+    background job has it ignored, which fvr keeps (as a program should). Reset in the child's own first line, not
+    with ``preexec_fn``: Python code between fork and exec can deadlock in a threaded parent (a garbage-collected
+    PyAV scaler joined its threads there and hung the test run)."""
+    import sys
+
+    return [sys.executable, "-c", _FVR_WITH_SIGINT, *args]

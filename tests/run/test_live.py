@@ -24,7 +24,7 @@ from fvr.run.build import build_restorer
 from fvr.run.config import RestoreConfig
 from fvr.run.live import LiveAssembler, check_causal, run_live
 from fvr.run.pipeline import restore_video
-from media import face_clip, read_frames, write_video
+from media import face_clip, fvr_command, read_frames, write_video
 
 CAUSAL = RestoreConfig(model="fvr-fast", smoothing=SmoothingConfig(method="one-euro"), fade_frames=0, chunk=1)
 
@@ -102,10 +102,8 @@ def test_sigint_ends_the_session_cleanly(tmp_path: Path) -> None:
     """Ctrl-C is how a live session ends: exit 0, the file holds every frame written, the stats say so."""
     src = write_video(tmp_path / "long.mp4", face_clip(150, 128))
     out, stats = tmp_path / "out.mp4", tmp_path / "s.json"
-    # SIGINT at its default in the child: a test run as a script's background job has it ignored, which fvr keeps
-    proc = subprocess.Popen([sys.executable, "-m", "fvr.cli", "live", str(src), "-o", str(out), "--realtime",
-                             "--stats", str(stats), "--model", "identity", "-q"], stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(fvr_command("live", str(src), "-o", str(out), "--realtime", "--stats", str(stats),
+                                        "--model", "identity", "-q"), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (tmp_path / f".{out.name}.fvr-tmp").exists() and not any(tmp_path.glob(".out.mp4*")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from media import face_clip, read_frames, read_packets, write_video
+from media import face_clip, fvr_command, read_frames, read_packets, write_video
 
 gr = pytest.importorskip("gradio", reason="the ui extra (Gradio) is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -184,15 +184,13 @@ def test_api_refuses_non_media_and_tricky_names(served, tmp_path: Path) -> None:
 def test_cli_serves_refuses_a_busy_port_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
     import signal
     import subprocess
-    import sys
     import time
     import urllib.request
 
     port = _free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the workspace is made here: its removal can be checked
-    cmd = [sys.executable, "-m", "fvr.cli", "ui", "--port", str(port)]
-    server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    cmd = fvr_command("ui", "--port", str(port))
+    server = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(300):
             try:
