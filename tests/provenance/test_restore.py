@@ -175,6 +175,8 @@ def test_bad_provenance_requests_fail_before_any_work(clip: Path, keys: Path, tm
                  str(keys / "key.pem"), "-q"]) == 4
     assert "not .mkv" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+    assert main(["restore", str(clip)]) == 4  # no -o and no --from-record
+    assert "needs INPUT and -o OUTPUT" in capsys.readouterr().err
     plain = write_video(tmp_path / "plain.mp4", face_clip(3, 64))
     assert main(["verify", str(plain)]) == 5
     assert "nothing to verify" in capsys.readouterr().err
