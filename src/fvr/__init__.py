@@ -26,6 +26,18 @@ def __getattr__(name: str) -> object:
 
 __version__ = "0.1.0"
 
+
+def installed_version() -> str:
+    """The installed distribution's version (importlib.metadata), else the package's ``__version__`` (a source
+    tree on the path)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fvr")
+    except PackageNotFoundError:
+        return __version__
+
+
 __all__ = [
     "ConfigError",
     "EncodeOptions",
@@ -36,6 +48,7 @@ __all__ = [
     "RestoreReport",
     "__version__",
     "analyse_source",
+    "installed_version",
     "probe",
     "restore_video",
 ]

@@ -16,6 +16,7 @@ from fvr.cli import main
 from fvr.models.learned import shipped_weights
 from fvr.provenance.record import METADATA_KEY, load_record, record_config
 from fvr.provenance.restore import ProvenanceOptions, restore_with_provenance
+from fvr.run.changes import RecordOptions
 from fvr.run.config import RestoreConfig
 from media import face_clip, read_frames, write_video
 
@@ -184,7 +185,7 @@ def test_bad_provenance_requests_fail_before_any_work(clip: Path, keys: Path, tm
 
 def test_no_record_writes_none(clip: Path, tmp_path: Path) -> None:
     result = restore_with_provenance(clip, tmp_path / "n.mp4", RestoreConfig(model="fvr-fast"),
-                                     ProvenanceOptions(record=False, identity_every=0))
+                                     ProvenanceOptions(record=False, measure=RecordOptions(identity_every=0)))
     assert result.record_path is None and sorted(p.name for p in tmp_path.iterdir()) == ["n.mp4"]
 
 

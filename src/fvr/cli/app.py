@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from fvr import installed_version
 from fvr.errors import FvrError
 
 
@@ -83,21 +84,9 @@ err = Console(stderr=True)
 out = Console()
 
 
-def fvr_version() -> str:
-    """The installed distribution's version (importlib.metadata), else the package's ``__version__``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fvr")
-    except PackageNotFoundError:
-        import fvr
-
-        return getattr(fvr, "__version__", "unknown")
-
-
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"fvr {fvr_version()}")
+        typer.echo(f"fvr {installed_version()}")
         raise typer.Exit()
 
 

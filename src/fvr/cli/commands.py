@@ -25,6 +25,7 @@ from fvr.cli.options import (
     with_options,
 )
 from fvr.cli.progress import StageBars, batch_progress, summary_table
+from fvr.run.defaults import LIVE
 
 
 @app.command()
@@ -83,13 +84,14 @@ def restore(
     from fvr.errors import ConfigError
     from fvr.provenance.credentials import SigningKey
     from fvr.provenance.restore import ProvenanceOptions, rerun_record, restore_with_provenance
+    from fvr.run.changes import RecordOptions
 
     setup_logging(quiet)
     if (sign_cert is None) != (sign_key is None):
         raise ConfigError("signing needs both --sign-cert and --sign-key")
     signing = SigningKey(sign_cert, sign_key) if sign_cert is not None and sign_key is not None else None
-    provenance = ProvenanceOptions(record=record, identity_every=record_identity, change_map=change_map,
-                                   signing=signing, change_map_full=change_map_scale)
+    measure = RecordOptions(identity_every=record_identity, change_map=change_map, change_map_full=change_map_scale)
+    provenance = ProvenanceOptions(record=record, measure=measure, signing=signing)
     with StageBars(err, enabled=not quiet and not as_json) as progress:
         if from_record is not None:
             _check_no_settings(options)
@@ -582,13 +584,8 @@ def batch(
         raise BatchFailed(summary)
 
 
-LIVE_DEFAULTS = {"model": "fvr-fast", "smoothing": "one-euro", "detect_every": 5, "detect_size": 640}
-"""What `fvr live` starts with: the causal shipped model, causal smoothing, detection every 5 frames on 640-px
-frames (optical flow in between): MTCNN on every 720p frame alone costs more than a frame's time on 2 cores."""
-
-
 @app.command()
-@with_options(MODEL, COMPOSE, DETECTION, defaults=LIVE_DEFAULTS)
+@with_options(MODEL, COMPOSE, DETECTION, defaults=asdict(LIVE))
 def live(
     source: Annotated[str, typer.Argument(help="A camera (0, 1, ... or /dev/videoN), a stream URL (rtsp://, "
                                                "http://, udp://, ...) or a video file.")],

@@ -18,12 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fvr import installed_version
 from fvr.errors import ConfigError, InputError, OutputError, reason
 from fvr.io import VideoInfo
 from fvr.models import ModelRegistry
 from fvr.models.learned import shipped_weights
 from fvr.models.reference import ModelRef
 from fvr.models.registry import resolve_device
+from fvr.run.build import model_reference
 from fvr.run.config import RestoreConfig, config_from_dict, config_to_dict
 
 FORMAT = "fvr-provenance-1"
@@ -32,18 +34,6 @@ METADATA_KEY = "fvr_provenance"
 SHIPPED_LICENCE = ("Apache-2.0 (fvr's own weights, trained on permissively licensed clips only; model card: "
                    "docs/model-cards/{name}.md)")
 _CHUNK = 1 << 20
-
-
-def installed_version() -> str:
-    """fvr's installed distribution version, else the package's ``__version__``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fvr")
-    except PackageNotFoundError:
-        import fvr
-
-        return getattr(fvr, "__version__", "unknown")
 
 
 def record_path(output: str | Path) -> Path:
@@ -93,7 +83,7 @@ def model_entry(config: RestoreConfig, registry: ModelRegistry, name: str) -> di
     """The record's ``model``: the reference the run resolved (the device's default when none was given), the
     restorer's name, kind and tags, and every weight file it loads with its sha256 and licence."""
     device = resolve_device(config.device, "--device")
-    reference = config.model or registry.default_for(device, with_stabiliser=not config.stabilise)
+    reference = model_reference(config, registry)
     ref = ModelRef.parse(reference)
     files = [weight_entry(Path(ref.model), None) if ref.is_file else _shipped(ref.model)]
     for stabiliser in (ref.stabiliser, config.stabilise):

@@ -8,15 +8,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fvr.compose.change import CHANGE_MAP_FULL
 from fvr.errors import ConfigError, InputError
 from fvr.io import MediaSource, check_output_path, output_kind
 from fvr.models import builtin_registry
-from fvr.provenance.credentials import EditClaim, SigningKey, sign_file, signable
+from fvr.provenance.credentials import SIGNABLE, EditClaim, SigningKey, sign_file, signable
 from fvr.provenance.record import (
     check_weights,
     embedded_header,
@@ -29,9 +28,14 @@ from fvr.provenance.record import (
     record_path,
     write_record,
 )
+from fvr.run.build import model_reference
 from fvr.run.changes import IdentityProbe, RecordOptions, check_forensic
 from fvr.run.config import ProgressCallback, RestoreConfig, RestoreReport
 from fvr.run.jobs import DEFAULT_SEGMENT_FRAMES, restore_video_job
+
+if TYPE_CHECKING:
+    from fvr.run.batch import VideoResult
+    from fvr.run.changes import ChangeLog
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 """IPTC's term for media where a trained model altered part of a captured original: what a face restore makes."""
@@ -41,17 +45,14 @@ DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeW
 class ProvenanceOptions:
     """What a restore records besides its output.
 
-    record: write ``OUT.fvr.json`` (forensic runs always do). identity_every: identity similarity measured on
-    every k-th frame of each face track (1 = every frame; 0 = none; needs the metrics extra). change_map: also
-    write the change map video there, ``change_map_full`` grey levels of change at full heat. signing: embed
-    C2PA Content Credentials signed with this certificate and key (MP4/MOV/PNG/JPEG outputs).
+    record: write ``OUT.fvr.json`` (forensic runs always do). measure: what the run measures (identity sampling,
+    the change map and its scale: :class:`fvr.run.changes.RecordOptions`). signing: embed C2PA Content Credentials
+    signed with this certificate and key (MP4/MOV/PNG/JPEG outputs).
     """
 
     record: bool = True
-    identity_every: int = 10
-    change_map: Path | None = None
+    measure: RecordOptions = field(default_factory=RecordOptions)
     signing: SigningKey | None = None
-    change_map_full: int = CHANGE_MAP_FULL
 
 
 @dataclass
@@ -72,7 +73,7 @@ def check_provenance(config: RestoreConfig, options: ProvenanceOptions, output: 
         if not options.record:
             raise ConfigError("--forensic always writes the provenance record: drop --no-record")
         registry = builtin_registry()
-        base = model_entry(config, registry, "")["reference"].split("+")[0]
+        base = model_reference(config, registry).split("+")[0]
         if base not in registry.names():
             raise ConfigError(f"--forensic takes a registered model whose training fvr knows (fvr-fast, "
                               f"fvr-quality, classical, ...), not the file {Path(base).name}")
@@ -83,14 +84,11 @@ def check_provenance(config: RestoreConfig, options: ProvenanceOptions, output: 
         IdentityProbe()  # the metrics extra must be there: one line now, not after the analysis
     if options.signing is not None:
         if not signable(output):
-            raise ConfigError(f"C2PA Content Credentials can be embedded in .mp4, .m4v, .mov, .png and .jpg outputs, "
-                              f"not {output.suffix or 'a folder'}")
+            raise ConfigError(f"C2PA Content Credentials can be embedded in {', '.join(SIGNABLE)} outputs, not "
+                              f"{output.suffix or 'a folder'}")
         options.signing.load()
-    if options.change_map is not None:
-        if output_kind(output) == "image":
-            raise ConfigError("--change-map needs a video input and output (a photo has no frames to map)")
-        if output_kind(options.change_map) != "video":
-            raise ConfigError(f"the change map must be a video file (.mp4, .mkv, ...), got {options.change_map}")
+    if options.measure.change_map is not None and output_kind(output) == "image":
+        raise ConfigError("--change-map needs a video input and output (a photo has no frames to map)")
 
 
 def restore_with_provenance(
@@ -104,8 +102,10 @@ def restore_with_provenance(
     progress: ProgressCallback | None = None,
     segments_per_process: int = 0,
     overwrite: bool = True,
+    input_sha256: str | None = None,
 ) -> ProvenanceResult:
-    """Restore ``input`` into ``output`` (:func:`fvr.run.jobs.restore_video_job`, same arguments) and record it.
+    """Restore ``input`` into ``output`` (:func:`fvr.run.jobs.restore_video_job`, same arguments) and record it;
+    ``input_sha256``: refuse (InputError) an input with other bytes, once it is hashed for the record.
 
     The input is hashed first; the record header (fvr, input, model, settings; no time) goes into the output's
     container tags; each face's change and identity are measured before encoding; a signed output is written
@@ -117,11 +117,14 @@ def restore_with_provenance(
     in_path = Path(input)
     out_path = check_output_path(output, input, encode=config.encode, overwrite=overwrite or resume)
     check_provenance(config, options, out_path)
-    if options.change_map is not None:
-        check_output_path(options.change_map, input, overwrite=overwrite or resume)
-        if options.change_map.resolve() == out_path.resolve():
+    change_map = options.measure.change_map
+    if change_map is not None:
+        check_output_path(change_map, input, overwrite=overwrite or resume)
+        if change_map.resolve() == out_path.resolve():
             raise ConfigError("--change-map must be another file than the output")
-    begun = begin_record(in_path, out_path, config, options)
+    begun = begin_record(in_path, out_path, config, options.measure)
+    if input_sha256 is not None and begun.header["input"]["sha256"] != input_sha256:
+        raise InputError(f"{in_path} is not the recorded input (its sha256 differs): the job cannot be re-run")
     signing = options.signing
     # unsigned: the output as given (a trailing separator is what makes "frames.v2/" a folder)
     target: str | Path = _unsigned_sibling(out_path) if signing is not None else output
@@ -152,13 +155,12 @@ class RecordStart:
     header: dict[str, Any]
     options: RecordOptions
     metadata: dict[str, str] | None
-    forensic: bool
     started: float
     hash_seconds: float
 
 
 def begin_record(input: Path, output: Path, config: RestoreConfig,
-                 options: ProvenanceOptions = ProvenanceOptions()) -> RecordStart:
+                 measure: RecordOptions = RecordOptions()) -> RecordStart:
     """The first half of a recorded run (any caller of the run layer: ``fvr restore``, the web app): hash the
     input and the weights, build the header and the container tags; pass ``.options`` as the run's ``record`` and
     ``.metadata`` as its ``metadata``, then :func:`build_record` and :func:`finish_record`."""
@@ -167,13 +169,12 @@ def begin_record(input: Path, output: Path, config: RestoreConfig,
         info = source.info
     header = record_header(input, info, config, model_entry(config, builtin_registry(), ""))
     metadata = embedded_header(header) if output_kind(output) == "video" else None
-    measure = RecordOptions(options.identity_every, options.change_map, options.change_map_full)
-    return RecordStart(header, measure, metadata, config.forensic, t0, time.perf_counter() - t0)
+    return RecordStart(header, measure, metadata, t0, time.perf_counter() - t0)
 
 
 def build_record(begun: RecordStart, report: RestoreReport, output: Path) -> dict[str, Any]:
     """The record of a finished run (the output's size and hash are added by :func:`finish_record`)."""
-    record = _record(begun.header, report, begun.options, begun.forensic)
+    record = _record(begun.header, report, begun.options)
     record["output"].update(path=str(output.resolve()), name=output.name)
     record["timings"] = {"hash_input_s": round(begun.hash_seconds, 3), "analyse_s": round(report.seconds_analyse, 3),
                          "restore_s": round(report.seconds_restore, 3)}
@@ -194,9 +195,9 @@ def _unsigned_sibling(out: Path) -> Path:
     return out.with_name(f".{out.stem}.unsigned{out.suffix}")
 
 
-def _record(header: Mapping[str, Any], report: RestoreReport, record: RecordOptions,
-            forensic: bool) -> dict[str, Any]:
+def _record(header: Mapping[str, Any], report: RestoreReport, record: RecordOptions) -> dict[str, Any]:
     """The record of a finished run (the output's hash is added once the file is final)."""
+    forensic = bool(header["settings"]["forensic"])
     changes = report.changes
     tracks = changes.per_track() if changes is not None else []
     measured = any(t["identity_measured"] for t in tracks)
@@ -274,15 +275,13 @@ def rerun_record(record_file: str | Path, output: str | Path | None = None, *, i
     if not source.exists():
         raise InputError(f"the record's input {source} is not there: give its path (fvr restore INPUT "
                          f"--from-record ...)")
-    if file_sha256(source) != record["input"]["sha256"]:
-        raise InputError(f"{source} is not the recorded input (its sha256 differs): the job cannot be re-run")
     check_weights(record, model_entry(config, builtin_registry(), ""))
     target = Path(output) if output is not None else Path(record["output"]["path"])
-    measurement = record.get("measurement", {})
-    change_map = None  # a re-run reproduces the output; ask for a new change map explicitly
-    options = options or ProvenanceOptions(identity_every=int(measurement.get("identity_every", 10)),
-                                           change_map=change_map)
-    result = restore_with_provenance(source, target, config, options, progress=progress, overwrite=overwrite)
+    # a re-run reproduces the output and measures as the original did; a new change map must be asked for
+    every = int(record.get("measurement", {}).get("identity_every", 10))
+    options = options or ProvenanceOptions(measure=RecordOptions(identity_every=every))
+    result = restore_with_provenance(source, target, config, options, progress=progress, overwrite=overwrite,
+                                     input_sha256=record["input"]["sha256"])
     recorded = record["output"].get("sha256_unsigned") or record["output"]["sha256"]
     now = result.record["output"].get("sha256_unsigned") or result.record["output"]["sha256"]
     result.reproduced = now == recorded
@@ -299,11 +298,12 @@ class BatchRecords:
         self._begun: dict[str, RecordStart] = {}
 
     def begin(self, input: Path, output: Path) -> dict[str, str] | None:
-        begun = begin_record(input, output, self.config, ProvenanceOptions(identity_every=self.record.identity_every))
+        begun = begin_record(input, output, self.config, self.record)
         self._begun[str(output)] = begun
         return begun.metadata
 
-    def finish(self, result: Any, changes: Any, tracks: int, face_frames: int, scene_cuts: int) -> None:
+    def finish(self, result: VideoResult, changes: ChangeLog | None, tracks: int, face_frames: int,
+               scene_cuts: int) -> None:
         begun = self._begun.pop(result.output, None)
         if begun is None:
             return

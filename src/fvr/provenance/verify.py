@@ -74,8 +74,9 @@ def verify_output(path: str | Path, trust: Sequence[str | Path] = (), record: st
     if not p.exists():
         raise InputError(f"{p} does not exist")
     report = VerifyReport(p)
+    unchecked = p.is_file() and signable(p) and importlib.util.find_spec("c2pa") is None
     if p.is_file() and signable(p):
-        if importlib.util.find_spec("c2pa") is None:
+        if unchecked:
             report.notes.append("Content Credentials not checked: the provenance extra is not installed "
                                 "(pip install 'fvr[provenance]')")
         else:
@@ -99,7 +100,7 @@ def verify_output(path: str | Path, trust: Sequence[str | Path] = (), record: st
             report.problems.insert(0, f"its Content Credentials are intact, but their signer {creds.signer} is not "
                                       f"trusted: pass the signer's certificate with --trust CERT.pem")
     elif report.record is None:
-        what = "no fvr record" if report.notes else "no Content Credentials and no fvr record (PATH.fvr.json)"
+        what = "no fvr record" if unchecked else "no Content Credentials and no fvr record (PATH.fvr.json)"
         report.problems.append(f"it has {what}: nothing to verify")
     elif report.record_matches:
         report.notes.append("unsigned: the record's hash matches, but a record can be rewritten with the file; "

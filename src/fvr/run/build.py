@@ -16,15 +16,21 @@ def build_restorer(config: RestoreConfig, registry: ModelRegistry) -> Restorer:
     # onnxruntime picks its own provider for "auto": a CUDA torch does not imply a CUDA onnxruntime
     onnx = config.model is not None and ModelRef.parse(config.model).is_onnx
     model_device = config.device if onnx else resolve_device(config.device, "--device")
-    # --stabilise replaces the default model's own stabiliser
-    model = config.model or registry.default_for(model_device, with_stabiliser=not config.stabilise)
-    restorer = registry.create(model, device=model_device, **dict(config.model_options))
+    restorer = registry.create(model_reference(config, registry), device=model_device, **dict(config.model_options))
     if config.stabilise:
         from fvr.models.temporal.stabilise import stabilised
 
         device = resolve_device(config.device, "--device") if onnx else model_device
         restorer = stabilised(restorer, config.stabilise, dict(config.stabilise_options), device=device)
     return restorer
+
+
+def model_reference(config: RestoreConfig, registry: ModelRegistry) -> str:
+    """The model reference ``config`` builds: its ``model``, else the default for its device, with that default's
+    own stabiliser unless ``stabilise`` names one (--stabilise replaces it)."""
+    if config.model:
+        return config.model
+    return registry.default_for(resolve_device(config.device, "--device"), with_stabiliser=not config.stabilise)
 
 
 def build_background(config: RestoreConfig) -> Background:

@@ -20,9 +20,9 @@ import numpy as np
 
 from fvr.compose import FacePaste, change_magnitude, change_map
 from fvr.compose.background import BACKGROUNDS, Background, classical_background
-from fvr.compose.change import CHANGE_MAP_FULL, box_change, face_boxes
+from fvr.compose.change import CHANGE_MAP_FULL, face_boxes, region_change
 from fvr.errors import ConfigError, check_range
-from fvr.io import Frame
+from fvr.io import Frame, output_kind
 
 if TYPE_CHECKING:
     from fvr.faces import FaceTracks
@@ -224,6 +224,8 @@ class RecordOptions:
         if self.identity_every < 0:
             raise ConfigError(f"the identity sampling must be >= 0 frames, got {self.identity_every}")
         check_range("change map scale", self.change_map_full, 1, 255, integer=True)
+        if self.change_map is not None and output_kind(self.change_map) != "video":
+            raise ConfigError(f"the change map must be a video file (.mp4, .mkv, ...), got {self.change_map}")
 
 
 class ChangeRecorder:
@@ -257,11 +259,12 @@ class ChangeRecorder:
         forensic guard's, by position)."""
         if self.window is not None and not self.window[0] <= frame.index < self.window[1]:
             return
+        if not pastes and self.map_sink is None:
+            return  # nothing to measure on a frame without faces
         reference = background if self.reference is None else self.reference(frame.rgb)
-        magnitude = change_magnitude(output, reference)
         h, w = output.shape[:2]
         for k, (paste, box) in enumerate(zip(pastes, face_boxes(pastes, h, w))):
-            mean, peak = box_change(magnitude, box)
+            mean, peak = region_change(output, reference, box)  # the face's box only: no full-frame pass
             amount = paste.amount(self.strength)
             if identity is not None and k in identity:
                 sim = identity[k]
@@ -272,7 +275,7 @@ class ChangeRecorder:
                 sim = math.nan
             self.log.add(paste.track, frame.index, box, mean, peak, sim, amount)
         if self.map_sink is not None:
-            self.map_sink.write(change_map(magnitude, self.map_full), frame.pts)
+            self.map_sink.write(change_map(change_magnitude(output, reference), self.map_full), frame.pts)
 
 
 def make_recorder(config: RestoreConfig, record: RecordOptions, tracks: FaceTracks,

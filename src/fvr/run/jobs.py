@@ -45,7 +45,7 @@ import numpy as np
 from fvr.errors import ConfigError, FvrError, InputError, OutputError, add_note, reason
 from fvr.faces import FaceTracks, smooth_tracks
 from fvr.faces.store import load_tracks, save_tracks
-from fvr.io import EncodeOptions, Frame, MediaSource, check_output_path, is_sequence_path
+from fvr.io import Frame, MediaSource, check_output_path, is_sequence_path
 from fvr.io.remux import join_segments
 from fvr.io.sink import VideoSink
 from fvr.models import ModelRegistry, Restorer, builtin_registry
@@ -53,7 +53,7 @@ from fvr.run.assemble import FrameAssembler
 from fvr.run.build import build_restorer
 from fvr.run.changes import ChangeLog, ChangeRecorder, RecordOptions, make_recorder
 from fvr.run.config import ProgressCallback, RestoreConfig, RestoreReport
-from fvr.run.pipeline import FirstPass, analyse_video, input_warnings
+from fvr.run.pipeline import FirstPass, analyse_video, input_warnings, open_change_map
 from fvr.signals import Interrupted
 
 log = logging.getLogger(__name__)
@@ -284,8 +284,7 @@ def restore_segment(source: MediaSource, path: Path, tracks: FaceTracks, restore
                                              container_options=options))
         map_sink = None
         if record is not None and record.change_map is not None:
-            map_sink = stack.enter_context(VideoSink(segment_map(path), info, size, EncodeOptions(),
-                                                     copy_streams=[], container_options=options))
+            map_sink = stack.enter_context(open_change_map(segment_map(path), info, size, options))
         recorder = None if record is None else make_recorder(config, record, tracks, map_sink,
                                                              (segment.start, segment.stop))
         for frame, rgb in restored_frames(source, tracks, restorer, config, segment.start, segment.stop, pts,

@@ -24,7 +24,7 @@ import numpy as np
 from fvr.errors import ConfigError
 from fvr.faces import DetectorConfig, FaceTracks, TrackerConfig, smooth_tracks
 from fvr.faces.analyse import AnalysisConfig, analyse_faces
-from fvr.io import EncodeOptions, Frame, MediaSource, VideoInfo, check_output_path, open_sink, output_kind
+from fvr.io import EncodeOptions, Frame, MediaSource, VideoInfo, check_output_path, open_sink
 from fvr.io.sink import VIDEO_SUFFIXES, ImageSink, SequenceSink, VideoSink
 from fvr.models import FrameRestorer, ModelRegistry, Restorer, as_frame_restorer, builtin_registry
 from fvr.run.assemble import CHUNK, FrameAssembler
@@ -198,11 +198,11 @@ class _PassResult:
     changes: ChangeLog | None = None
 
 
-def open_change_map(path: Path, info: VideoInfo, size: tuple[int, int]) -> VideoSink:
-    """The change map's video (video only, the output's size and timestamps; a video suffix is required)."""
-    if output_kind(path) != "video":
-        raise ConfigError(f"the change map must be a video file (.mp4, .mkv, ...), got {path}")
-    return VideoSink(path, info, size, EncodeOptions())
+def open_change_map(path: Path, info: VideoInfo, size: tuple[int, int],
+                    container_options: dict[str, str] | None = None) -> VideoSink:
+    """The change map's video: video only, the output's size and timestamps, the default encoder (its path is
+    checked to be a video file by :class:`fvr.run.changes.RecordOptions`)."""
+    return VideoSink(path, info, size, EncodeOptions(), copy_streams=[], container_options=container_options)
 
 
 def _restore_pass(

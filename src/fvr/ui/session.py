@@ -31,6 +31,7 @@ from fvr.models import ModelRegistry, Restorer
 from fvr.provenance.restore import begin_record, build_record, finish_record
 from fvr.run.build import build_restorer
 from fvr.run.config import RestoreConfig, RestoreReport
+from fvr.run.defaults import LIVE
 from fvr.run.jobs import analyse_job, restored_frames, selected_tracks
 from fvr.run.live import LiveAssembler, check_causal
 from fvr.run.pipeline import restore_video
@@ -315,13 +316,13 @@ class UiSession:
                 [q.summary() for q in report])
 
 
-def live_config(model: str = "fvr-fast") -> RestoreConfig:
-    """The settings of the page's live tab: those of ``fvr live`` (a causal model, one-euro smoothing, the detector
-    every 5 frames on frames shrunk to 640 px)."""
+def live_config(model: str = LIVE.model) -> RestoreConfig:
+    """The settings of the page's live tab: those ``fvr live`` starts with (:data:`fvr.run.defaults.LIVE`)."""
     from fvr.faces import DetectorConfig, SmoothingConfig, TrackerConfig
 
-    return RestoreConfig(model=model, smoothing=SmoothingConfig(method="one-euro"),
-                         detector=DetectorConfig(max_side=640), tracker=TrackerConfig(detect_every=5))
+    return RestoreConfig(model=model, smoothing=SmoothingConfig(method=LIVE.smoothing),
+                         detector=DetectorConfig(max_side=LIVE.detect_size),
+                         tracker=TrackerConfig(detect_every=LIVE.detect_every))
 
 
 class LiveView:
